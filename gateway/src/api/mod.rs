@@ -1,0 +1,132 @@
+//! The HTTP surface: JSON API, WHEP, metrics and the web page.
+
+mod auth;
+mod error;
+mod whep;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+
+use crate::ingest::{Camera, StatusReport};
+use crate::live::Live;
+use crate::metrics::Metrics;
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Cameras by id.
+    pub cameras: Arc<BTreeMap<String, Arc<Camera>>>,
+    /// WHEP sessions.
+    pub live: Arc<Live>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The token `/api/*` requires.
+    pub admin_token: Arc<str>,
+    /// `Link` headers naming STUN/TURN servers for viewers.
+    pub ice_links: Arc<Vec<HeaderValue>>,
+    /// When the gateway started.
+    pub started: Instant,
+}
+
+impl AppState {
+    fn camera(&self, id: &str) -> Result<Arc<Camera>, ApiError> {
+        self.cameras.get(id).cloned().ok_or_else(|| ApiError::not_found(format!("no camera `{id}`")))
+    }
+}
+
+/// Builds the STUN/TURN `Link` headers once.
+pub fn ice_links(servers: &[crate::config::IceServerConfig]) -> Vec<HeaderValue> {
+    whep::ice_links(servers)
+}
+
+/// The router for all routes.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/cameras", get(list_cameras))
+        .route("/cameras/{id}", get(get_camera))
+        .route("/cameras/{id}/whep", post(whep::offer).layer(DefaultBodyLimit::max(64 * 1024)))
+        .route("/cameras/{id}/whep/{session}", axum::routing::delete(whep::end).patch(whep::patch))
+        .fallback(|| async { ApiError::not_found("no such API route") })
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .nest("/api", api)
+        .route("/metrics", get(metrics))
+        .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("../../../web/index.html")) }))
+        .route("/whep.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("../../../web/whep.js")) }))
+        .with_state(state)
+}
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    uptime_s: u64,
+    cameras: usize,
+    cameras_online: usize,
+    viewers: usize,
+}
+
+async fn health(State(state): State<AppState>) -> axum::Json<Health> {
+    let online = state.cameras.values().filter(|c| c.report().state == crate::ingest::LinkState::Online).count();
+    axum::Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: state.started.elapsed().as_secs(),
+        cameras: state.cameras.len(),
+        cameras_online: online,
+        viewers: state.live.viewer_count(),
+    })
+}
+
+/// A camera as the API shows it.
+#[derive(Serialize)]
+struct CameraView {
+    id: String,
+    name: String,
+    #[serde(flatten)]
+    status: StatusReport,
+    viewers: i64,
+    whep: String,
+}
+
+fn view(camera: &Camera) -> CameraView {
+    CameraView {
+        id: camera.config.id.clone(),
+        name: camera.config.name.clone(),
+        status: camera.report(),
+        viewers: camera.hub.metrics().viewers.get(),
+        whep: format!("/api/cameras/{}/whep", camera.config.id),
+    }
+}
+
+async fn list_cameras(State(state): State<AppState>) -> axum::Json<Vec<CameraView>> {
+    axum::Json(state.cameras.values().map(|c| view(c)).collect())
+}
+
+async fn get_camera(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<CameraView>, ApiError> {
+    let camera = state.camera(&id)?;
+    Ok(axum::Json(view(&camera)))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,90 @@
+//! WHEP (draft-ietf-wish-whep): POST an SDP offer, get an answer and a session resource.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+use crate::live::LiveError;
+
+/// `POST /api/cameras/{id}/whep`.
+pub async fn offer(
+    State(state): State<AppState>,
+    Path(camera_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let camera = state.camera(&camera_id)?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.trim().to_ascii_lowercase().starts_with("application/sdp") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type must be application/sdp, not `{content_type}`"),
+        ));
+    }
+    let offer = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad SDP offer: the body is not UTF-8"))?;
+    let (session, answer) = state.live.add_viewer(&camera, offer).map_err(|e| {
+        let status = match e {
+            LiveError::BadOffer(_) => {
+                state.metrics.whep_rejected();
+                StatusCode::BAD_REQUEST
+            }
+            LiveError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LiveError::Socket { .. } | LiveError::Certificate => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    })?;
+    let location = format!("/api/cameras/{camera_id}/whep/{session}");
+    let mut resp = (StatusCode::CREATED, answer).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    for link in state.ice_links.iter() {
+        h.append(header::LINK, link.clone());
+    }
+    Ok(resp)
+}
+
+/// `DELETE /api/cameras/{id}/whep/{session}`: the viewer leaves.
+pub async fn end(State(state): State<AppState>, Path((camera_id, session)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    state.camera(&camera_id)?;
+    if state.live.end_viewer(&camera_id, &session) {
+        Ok(StatusCode::OK)
+    } else {
+        Err(ApiError::not_found(format!("no WHEP session `{session}` on camera `{camera_id}`")))
+    }
+}
+
+/// `PATCH /api/cameras/{id}/whep/{session}`: trickle ICE is not needed with an ICE-lite
+/// server (it learns the viewer's address from its checks), so it is declined as WHEP says.
+pub async fn patch() -> Response {
+    let mut resp = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "trickle ICE is not supported; send all candidates in the offer")
+        .into_response();
+    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("DELETE"));
+    resp
+}
+
+/// Renders `webrtc.ice_servers` as WHEP `Link` headers.
+pub(super) fn ice_links(servers: &[crate::config::IceServerConfig]) -> Vec<HeaderValue> {
+    let mut out = Vec::new();
+    for s in servers {
+        for url in &s.urls {
+            let mut link = format!("<{url}>; rel=\"ice-server\"");
+            if let (Some(user), Some(cred)) = (&s.username, &s.credential) {
+                link.push_str(&format!(
+                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    user.replace('"', ""),
+                    cred.replace('"', "")
+                ));
+            }
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}

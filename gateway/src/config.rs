@@ -1,0 +1,411 @@
+//! The gateway's one config file (TOML), validated at load with errors that name the key.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped keys.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `cameras[2].url`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP server and storage.
+    pub server: ServerConfig,
+    /// API authentication.
+    pub auth: AuthConfig,
+    /// WebRTC transport for live viewers.
+    #[serde(default)]
+    pub webrtc: WebrtcConfig,
+    /// Camera ingest tuning.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// The cameras to pull.
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// HTTP listen address for the API, WHEP and the web app. Default `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Directory for the gateway's data. Default `./data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer token every `/api/*` request must carry. Required.
+    pub admin_token: String,
+}
+
+/// `[webrtc]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebrtcConfig {
+    /// UDP address all viewers' media flows through (one port for every viewer).
+    /// Default `127.0.0.1:8189`.
+    #[serde(default = "default_udp_listen")]
+    pub udp_listen: String,
+    /// Addresses offered to viewers as ICE host candidates, e.g. the LAN address of the box
+    /// or a public address forwarded to `udp_listen`. Default: the `udp_listen` address,
+    /// which must then not be a wildcard.
+    #[serde(default)]
+    pub candidates: Vec<String>,
+    /// STUN/TURN servers handed to viewers (WHEP `Link` headers) for use outside the LAN.
+    #[serde(default)]
+    pub ice_servers: Vec<IceServerConfig>,
+    /// Access units a viewer may fall behind before it skips to the next keyframe. Default 90.
+    #[serde(default = "default_viewer_queue")]
+    pub viewer_queue: usize,
+    /// Most viewers at once over all cameras; more get `503`. Default 1000.
+    #[serde(default = "default_max_viewers")]
+    pub max_viewers: usize,
+}
+
+/// One `[[webrtc.ice_servers]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerConfig {
+    /// `stun:`, `turn:` or `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Seconds without an access unit before a camera counts as stalled. Default 2.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout_s: f64,
+    /// Longest wait between reconnection attempts, seconds. Default 5.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_s: f64,
+}
+
+/// How RTP reaches the gateway from a camera.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// RTP interleaved in the RTSP TCP connection (survives NAT and packet loss best).
+    #[default]
+    Tcp,
+    /// RTP over UDP.
+    Udp,
+}
+
+/// One `[[cameras]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Short id used in URLs and metrics: letters, digits, `-` and `_`.
+    pub id: String,
+    /// Name shown to people, e.g. "阳光小学 后厨".
+    pub name: String,
+    /// `rtsp://` or `rtsps://` URL of the camera's H.264 stream.
+    pub url: String,
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    pub transport: Transport,
+    /// Whether to pull the camera. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_data_dir() -> PathBuf {
+    "./data".into()
+}
+fn default_udp_listen() -> String {
+    "127.0.0.1:8189".into()
+}
+fn default_viewer_queue() -> usize {
+    90
+}
+fn default_max_viewers() -> usize {
+    1000
+}
+fn default_stall_timeout() -> f64 {
+    2.0
+}
+fn default_max_backoff() -> f64 {
+    5.0
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        Self {
+            udp_listen: default_udp_listen(),
+            candidates: Vec::new(),
+            ice_servers: Vec::new(),
+            viewer_queue: default_viewer_queue(),
+            max_viewers: default_max_viewers(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self { stall_timeout_s: default_stall_timeout(), max_backoff_s: default_max_backoff() }
+    }
+}
+
+/// The config after validation, with addresses parsed.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The file as written.
+    pub config: Config,
+    /// `server.listen`, parsed.
+    pub listen: SocketAddr,
+    /// `webrtc.udp_listen`, parsed.
+    pub udp_listen: SocketAddr,
+    /// ICE host candidate addresses (each with the `udp_listen` port).
+    pub candidates: Vec<SocketAddr>,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Validated, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Validated, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()
+    }
+
+    /// Checks values and cross-field rules.
+    pub fn validate(self) -> Result<Validated, ConfigError> {
+        let listen: SocketAddr = self
+            .server
+            .listen
+            .parse()
+            .map_err(|_| invalid("server.listen", format!("`{}` is not an IP:port address", self.server.listen)))?;
+        if self.auth.admin_token.trim().len() < 8 {
+            return Err(invalid("auth.admin_token", "must be at least 8 characters"));
+        }
+        let udp_listen: SocketAddr = self.webrtc.udp_listen.parse().map_err(|_| {
+            invalid("webrtc.udp_listen", format!("`{}` is not an IP:port address", self.webrtc.udp_listen))
+        })?;
+        let mut candidates = Vec::new();
+        for (i, c) in self.webrtc.candidates.iter().enumerate() {
+            let ip: IpAddr =
+                c.parse().map_err(|_| invalid(format!("webrtc.candidates[{i}]"), format!("`{c}` is not an IP address")))?;
+            if ip.is_unspecified() {
+                return Err(invalid(format!("webrtc.candidates[{i}]"), "a wildcard address cannot be a candidate"));
+            }
+            candidates.push(SocketAddr::new(ip, udp_listen.port()));
+        }
+        if candidates.is_empty() {
+            if udp_listen.ip().is_unspecified() {
+                return Err(invalid(
+                    "webrtc.candidates",
+                    "required when webrtc.udp_listen is a wildcard address: list the addresses viewers reach this gateway on",
+                ));
+            }
+            candidates.push(udp_listen);
+        }
+        for (i, s) in self.webrtc.ice_servers.iter().enumerate() {
+            if s.urls.is_empty() {
+                return Err(invalid(format!("webrtc.ice_servers[{i}].urls"), "needs at least one URL"));
+            }
+            for (j, u) in s.urls.iter().enumerate() {
+                if !["stun:", "turn:", "turns:"].iter().any(|p| u.starts_with(p)) || u.contains(['\r', '\n', '>', '<']) {
+                    return Err(invalid(
+                        format!("webrtc.ice_servers[{i}].urls[{j}]"),
+                        format!("`{u}` is not a stun:, turn: or turns: URL"),
+                    ));
+                }
+            }
+        }
+        if !(1..=10_000).contains(&self.webrtc.viewer_queue) {
+            return Err(invalid("webrtc.viewer_queue", "must be between 1 and 10000"));
+        }
+        if self.webrtc.max_viewers == 0 {
+            return Err(invalid("webrtc.max_viewers", "must be at least 1"));
+        }
+        if !(0.2..=600.0).contains(&self.ingest.stall_timeout_s) {
+            return Err(invalid("ingest.stall_timeout_s", "must be between 0.2 and 600 seconds"));
+        }
+        if !(0.1..=3600.0).contains(&self.ingest.max_backoff_s) {
+            return Err(invalid("ingest.max_backoff_s", "must be between 0.1 and 3600 seconds"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, cam) in self.cameras.iter().enumerate() {
+            let ok_id = !cam.id.is_empty()
+                && cam.id.len() <= 64
+                && cam.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok_id {
+                return Err(invalid(
+                    format!("cameras[{i}].id"),
+                    format!("`{}` must be 1-64 letters, digits, `-` or `_`", cam.id),
+                ));
+            }
+            if !seen.insert(cam.id.as_str()) {
+                return Err(invalid(format!("cameras[{i}].id"), format!("`{}` is used by another camera", cam.id)));
+            }
+            if cam.name.trim().is_empty() {
+                return Err(invalid(format!("cameras[{i}].name"), "must not be empty"));
+            }
+            check_rtsp_url(&cam.url).map_err(|m| invalid(format!("cameras[{i}].url"), m))?;
+        }
+        Ok(Validated { config: self, listen, udp_listen, candidates })
+    }
+}
+
+/// Checks that a camera URL is an RTSP URL with a host.
+pub fn check_rtsp_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("rtsp://")
+        .or_else(|| url.strip_prefix("rtsps://"))
+        .ok_or_else(|| format!("`{}` is not an rtsp:// or rtsps:// URL", redact(url)))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("`{}` has no host", redact(url)));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{}` contains whitespace or control characters", redact(url)));
+    }
+    Ok(())
+}
+
+/// The URL with any password replaced, for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+data_dir = "./data"
+[auth]
+admin_token = "change-me-please"
+[[cameras]]
+id = "cam1"
+name = "阳光小学 后厨"
+url = "rtsp://127.0.0.1:8554/cam1"
+"#;
+
+    fn parse(text: &str) -> Result<Validated, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn good_config_loads_with_defaults() {
+        let v = parse(GOOD).expect("valid");
+        assert_eq!(v.config.cameras[0].transport, Transport::Tcp);
+        assert_eq!(v.candidates, vec!["127.0.0.1:8189".parse().unwrap()]);
+        assert_eq!(v.config.ingest.stall_timeout_s, 2.0);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_line() {
+        let text = GOOD.replace("data_dir", "dataa_dir");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("dataa_dir"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn non_rtsp_url_is_rejected_by_key() {
+        let text = GOOD.replace("rtsp://127.0.0.1:8554/cam1", "http://127.0.0.1/cam1");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("cameras[0].url"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_ids_and_bad_addresses_are_rejected() {
+        let twice = format!("{GOOD}\n[[cameras]]\nid = \"cam1\"\nname = \"x\"\nurl = \"rtsp://h/x\"\n");
+        assert!(parse(&twice).unwrap_err().to_string().contains("cameras[1].id"));
+        let bad_listen = GOOD.replace("127.0.0.1:8080", "localhost");
+        assert!(parse(&bad_listen).unwrap_err().to_string().contains("server.listen"));
+        let wildcard = format!("{GOOD}\n[webrtc]\nudp_listen = \"0.0.0.0:8189\"\n");
+        assert!(parse(&wildcard).unwrap_err().to_string().contains("webrtc.candidates"));
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let text = GOOD.replace("data_dir = \"./data\"", "data_dir = 5");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("data_dir"), "{err}");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("rtsp://admin:secret@10.0.0.2:554/s1"), "rtsp://admin:***@10.0.0.2:554/s1");
+        assert_eq!(redact("rtsp://10.0.0.2/s1"), "rtsp://10.0.0.2/s1");
+    }
+}

@@ -1,0 +1,199 @@
+//! What the API reports about a camera: online or not, since when, rates, errors.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// Frame and byte rates over a sliding window.
+#[derive(Debug)]
+pub struct RateMeter {
+    window: Duration,
+    samples: VecDeque<(Instant, usize)>,
+    bytes: usize,
+}
+
+impl RateMeter {
+    /// A meter averaging over `window`.
+    pub fn new(window: Duration) -> Self {
+        Self { window, samples: VecDeque::new(), bytes: 0 }
+    }
+
+    /// Records one access unit of `bytes` at `now`.
+    pub fn record(&mut self, now: Instant, bytes: usize) {
+        self.samples.push_back((now, bytes));
+        self.bytes += bytes;
+        self.expire(now);
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(t, b)) = self.samples.front() {
+            if now.saturating_duration_since(t) <= self.window {
+                break;
+            }
+            self.samples.pop_front();
+            self.bytes -= b;
+        }
+    }
+
+    /// (frames per second, bits per second) at `now`.
+    pub fn rates(&mut self, now: Instant) -> (f64, f64) {
+        self.expire(now);
+        let secs = self.window.as_secs_f64();
+        (self.samples.len() as f64 / secs, self.bytes as f64 * 8.0 / secs)
+    }
+
+    /// Forgets all samples.
+    pub fn clear(&mut self) {
+        self.samples.clear();
+        self.bytes = 0;
+    }
+}
+
+/// Connection state of a camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Video is flowing.
+    Online,
+    /// Not connected, connecting, or stalled.
+    Offline,
+}
+
+/// A camera's live status, updated by its ingest task.
+#[derive(Debug)]
+pub struct CameraState {
+    state: LinkState,
+    since: SystemTime,
+    reconnects: u64,
+    last_error: Option<String>,
+    width: Option<i32>,
+    height: Option<i32>,
+    meter: RateMeter,
+}
+
+/// Snapshot of a camera's status as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// `online` or `offline`.
+    pub state: LinkState,
+    /// When the state last changed, milliseconds since the UNIX epoch.
+    pub since_ms: u64,
+    /// Access units per second over the last 2 s.
+    pub fps: f64,
+    /// Video bit rate over the last 2 s.
+    pub bitrate_bps: f64,
+    /// Reconnection attempts since start.
+    pub reconnects: u64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Picture width from the stream, once known.
+    pub width: Option<i32>,
+    /// Picture height from the stream, once known.
+    pub height: Option<i32>,
+}
+
+impl CameraState {
+    /// Offline with no error yet.
+    pub fn new() -> Self {
+        Self {
+            state: LinkState::Offline,
+            since: SystemTime::now(),
+            reconnects: 0,
+            last_error: None,
+            width: None,
+            height: None,
+            meter: RateMeter::new(Duration::from_secs(2)),
+        }
+    }
+
+    /// Records an access unit; returns true when this made the camera go online.
+    pub fn on_unit(&mut self, now: Instant, bytes: usize) -> bool {
+        self.meter.record(now, bytes);
+        if self.state == LinkState::Online {
+            return false;
+        }
+        self.state = LinkState::Online;
+        self.since = SystemTime::now();
+        true
+    }
+
+    /// Records the picture size the stream announced.
+    pub fn on_size(&mut self, width: i32, height: i32) {
+        self.width = Some(width);
+        self.height = Some(height);
+    }
+
+    /// Records a failure: offline, with the reason.
+    pub fn on_failure(&mut self, error: String) {
+        if self.state != LinkState::Offline {
+            self.since = SystemTime::now();
+        }
+        self.state = LinkState::Offline;
+        self.last_error = Some(error);
+        self.meter.clear();
+    }
+
+    /// Counts a reconnection attempt.
+    pub fn on_reconnect(&mut self) {
+        self.reconnects += 1;
+    }
+
+    /// Whether the camera is online.
+    pub fn is_online(&self) -> bool {
+        self.state == LinkState::Online
+    }
+
+    /// The report at `now`.
+    pub fn report(&mut self, now: Instant) -> StatusReport {
+        let (fps, bitrate_bps) = self.meter.rates(now);
+        StatusReport {
+            state: self.state,
+            since_ms: self.since.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            fps,
+            bitrate_bps,
+            reconnects: self.reconnects,
+            last_error: self.last_error.clone(),
+            width: self.width,
+            height: self.height,
+        }
+    }
+}
+
+impl Default for CameraState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_over_window() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::new(Duration::from_secs(2));
+        for i in 0..100u64 {
+            m.record(t0 + Duration::from_millis(i * 40), 1000);
+        }
+        let (fps, bps) = m.rates(t0 + Duration::from_millis(99 * 40));
+        assert!((fps - 25.5).abs() < 1.0, "{fps}");
+        assert!((bps - 204_000.0).abs() < 10_000.0, "{bps}");
+        let (fps, _) = m.rates(t0 + Duration::from_secs(60));
+        assert_eq!(fps, 0.0);
+    }
+
+    #[test]
+    fn online_offline_transitions() {
+        let mut s = CameraState::new();
+        let now = Instant::now();
+        assert!(s.on_unit(now, 10));
+        assert!(!s.on_unit(now, 10));
+        s.on_failure("stalled".into());
+        let r = s.report(now);
+        assert_eq!(r.state, LinkState::Offline);
+        assert_eq!(r.last_error.as_deref(), Some("stalled"));
+        assert_eq!(r.fps, 0.0);
+    }
+}

@@ -1,0 +1,12 @@
+//! Mingchu (明厨): an edge gateway that pulls kitchen cameras over RTSP and relays them
+//! live to phones and browsers over WebRTC (WHEP), without transcoding.
+//!
+//! Data flow: camera → [`ingest`] → [`hub`] → [`live`] viewers; [`api`] on top.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod hub;
+pub mod ingest;
+pub mod live;
+pub mod metrics;

@@ -1,0 +1,335 @@
+//! Live view over WebRTC (WHEP): the camera's own H.264, forwarded to each viewer.
+//!
+//! All viewers share one UDP socket. A reader task routes each datagram to its session by
+//! source address, learning new addresses from the ICE username in STUN requests. Each
+//! session runs on its own task with its own hub queue.
+
+mod session;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
+use str0m::ice::{IceCreds, StunMessage};
+use str0m::{Candidate, Rtc, RtcConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::ingest::Camera;
+pub use session::{Datagram, EndReason, RtpClock};
+
+/// Why a viewer could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The offer is not a usable SDP offer.
+    #[error("bad SDP offer: {0}")]
+    BadOffer(String),
+    /// The gateway is at `webrtc.max_viewers`.
+    #[error("too many viewers ({0}); try again later")]
+    Full(usize),
+    /// The UDP socket could not be set up.
+    #[error("cannot open the WebRTC socket {addr}: {source}")]
+    Socket {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The DTLS certificate could not be made.
+    #[error("cannot create a DTLS certificate")]
+    Certificate,
+}
+
+/// Settings for live view.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// Where the shared UDP socket binds.
+    pub udp_listen: SocketAddr,
+    /// ICE host candidates offered to viewers.
+    pub candidates: Vec<SocketAddr>,
+    /// Per-viewer hub queue length.
+    pub viewer_queue: usize,
+    /// Most viewers at once.
+    pub max_viewers: usize,
+}
+
+struct SessionEntry {
+    camera: String,
+    ufrag: String,
+    inbox: mpsc::Sender<Datagram>,
+    cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct Routes {
+    sessions: HashMap<String, SessionEntry>,
+    by_ufrag: HashMap<String, String>,
+    by_addr: HashMap<SocketAddr, String>,
+}
+
+/// The WHEP service: creates, routes and ends viewer sessions.
+pub struct Live {
+    settings: LiveSettings,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    cert: DtlsCert,
+    routes: Mutex<Routes>,
+    cancel: CancellationToken,
+}
+
+/// One viewer's session as the API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    /// Session id (the last path segment of its WHEP resource).
+    pub id: String,
+    /// Camera watched.
+    pub camera: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Live {
+    /// Binds the shared socket and starts routing datagrams.
+    pub async fn start(settings: LiveSettings, cancel: CancellationToken) -> Result<Arc<Self>, LiveError> {
+        let socket = bind_udp(settings.udp_listen).map_err(|source| LiveError::Socket { addr: settings.udp_listen, source })?;
+        let local = socket.local_addr().map_err(|source| LiveError::Socket { addr: settings.udp_listen, source })?;
+        let provider = str0m::crypto::from_feature_flags();
+        let cert = provider.dtls_provider.generate_certificate().ok_or(LiveError::Certificate)?;
+        let mut settings = settings;
+        // A configured port 0 picks a free port; candidates must carry the real one.
+        for c in &mut settings.candidates {
+            if c.port() == 0 {
+                c.set_port(local.port());
+            }
+        }
+        let live = Arc::new(Self {
+            settings,
+            socket: Arc::new(socket),
+            local,
+            cert,
+            routes: Mutex::new(Routes::default()),
+            cancel,
+        });
+        tokio::spawn(live.clone().route_datagrams());
+        info!(%local, "WebRTC media socket ready");
+        Ok(live)
+    }
+
+    /// The UDP address media flows through.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Number of viewers connected or connecting.
+    pub fn viewer_count(&self) -> usize {
+        lock(&self.routes).sessions.len()
+    }
+
+    /// The sessions open now.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        lock(&self.routes)
+            .sessions
+            .iter()
+            .map(|(id, s)| SessionInfo { id: id.clone(), camera: s.camera.clone() })
+            .collect()
+    }
+
+    /// Answers a WHEP offer for `camera`; returns the session id and the SDP answer.
+    pub fn add_viewer(self: &Arc<Self>, camera: &Arc<Camera>, offer: &str) -> Result<(String, String), LiveError> {
+        check_offer(offer)?;
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| LiveError::BadOffer(e.to_string()))?;
+        if self.viewer_count() >= self.settings.max_viewers {
+            return Err(LiveError::Full(self.settings.max_viewers));
+        }
+        let creds = IceCreds::new();
+        let ufrag = creds.ufrag.clone();
+        let mut rtc: Rtc = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_local_ice_credentials(creds)
+            .set_dtls_cert(self.cert.clone())
+            .clear_codecs()
+            .enable_h264(true)
+            .build(Instant::now());
+        for addr in &self.settings.candidates {
+            match Candidate::host(*addr, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => warn!(%addr, error = %e, "unusable ICE candidate address"),
+            }
+        }
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| LiveError::BadOffer(e.to_string()))?;
+        let answer = answer.to_sdp_string();
+        if !answer.lines().any(|l| l.starts_with("m=video") && !l.starts_with("m=video 0 ")) {
+            return Err(LiveError::BadOffer("no video section could be negotiated with H.264".into()));
+        }
+
+        let id = new_session_id();
+        let (tx, rx) = mpsc::channel(256);
+        let cancel = self.cancel.child_token();
+        {
+            let mut routes = lock(&self.routes);
+            routes.by_ufrag.insert(ufrag.clone(), id.clone());
+            routes.sessions.insert(
+                id.clone(),
+                SessionEntry { camera: camera.config.id.clone(), ufrag, inbox: tx, cancel: cancel.clone() },
+            );
+        }
+        let viewer = session::Viewer {
+            rtc,
+            subscription: camera.hub.subscribe("viewer", self.settings.viewer_queue),
+            inbox: rx,
+            socket: self.socket.clone(),
+            local: self.local,
+            cancel,
+            id: id.clone(),
+        };
+        let gauge = camera.hub.metrics().viewers.clone();
+        gauge.inc();
+        let live = self.clone();
+        let session_id = id.clone();
+        info!(session = %id, camera = %camera.config.id, "viewer joined");
+        tokio::spawn(async move {
+            viewer.run().await;
+            gauge.dec();
+            live.forget(&session_id);
+        });
+        Ok((id, answer))
+    }
+
+    /// Ends a session of `camera`; false when there is no such session.
+    pub fn end_viewer(&self, camera: &str, id: &str) -> bool {
+        let routes = lock(&self.routes);
+        match routes.sessions.get(id) {
+            Some(s) if s.camera == camera => {
+                s.cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        let mut routes = lock(&self.routes);
+        if let Some(s) = routes.sessions.remove(id) {
+            routes.by_ufrag.remove(&s.ufrag);
+        }
+        routes.by_addr.retain(|_, v| v != id);
+    }
+
+    async fn route_datagrams(self: Arc<Self>) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let (n, source) = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok(v) => v,
+                    // ICMP port unreachable from a departed viewer and the like.
+                    Err(_) => continue,
+                },
+            };
+            let data = &buf[..n];
+            let at = Instant::now();
+            let mut routes = lock(&self.routes);
+            let mut target = routes.by_addr.get(&source).cloned();
+            if let Some(ufrag) = stun_local_ufrag(data) {
+                // A STUN request names our ufrag: it (re)binds the viewer's address,
+                // e.g. after a phone moved from Wi-Fi to mobile data.
+                if let Some(id) = routes.by_ufrag.get(&ufrag).cloned() {
+                    if target.as_deref() != Some(id.as_str()) {
+                        routes.by_addr.insert(source, id.clone());
+                    }
+                    target = Some(id);
+                }
+            }
+            let Some(id) = target else { continue };
+            if let Some(s) = routes.sessions.get(&id) {
+                // A full inbox means the session is not keeping up: dropping a datagram is
+                // what the network would do, and it never stalls the other viewers.
+                let _ = s.inbox.try_send(Datagram { at, source, data: data.to_vec() });
+            }
+        }
+    }
+}
+
+/// The local ufrag a STUN binding request is addressed to, if the datagram is one.
+fn stun_local_ufrag(data: &[u8]) -> Option<String> {
+    // STUN starts with two zero bits; DTLS and RTP do not.
+    if data.len() < 20 || data[0] > 3 {
+        return None;
+    }
+    let msg = StunMessage::parse(data).ok()?;
+    if !msg.is_binding_request() {
+        return None;
+    }
+    let (local, _remote) = msg.split_username()?;
+    Some(local.to_owned())
+}
+
+/// Cheap checks that give a clearer reason than the SDP parser for common mistakes.
+fn check_offer(offer: &str) -> Result<(), LiveError> {
+    let offer = offer.trim_start();
+    if offer.is_empty() {
+        return Err(LiveError::BadOffer("the body is empty".into()));
+    }
+    if !offer.starts_with("v=0") {
+        return Err(LiveError::BadOffer("an SDP offer starts with `v=0`".into()));
+    }
+    if !offer.lines().any(|l| l.starts_with("m=video")) {
+        return Err(LiveError::BadOffer("the offer has no video section (m=video)".into()));
+    }
+    if !offer.to_ascii_lowercase().contains("h264/90000") {
+        return Err(LiveError::BadOffer("the offer does not accept H.264".into()));
+    }
+    Ok(())
+}
+
+fn new_session_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Keyframes to many viewers leave in bursts; a larger buffer absorbs them. The kernel
+    // caps this at net.core.wmem_max / rmem_max.
+    let _ = socket.set_send_buffer_size(8 << 20);
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_checks_name_the_problem() {
+        let e = check_offer("").unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let e = check_offer("hello").unwrap_err().to_string();
+        assert!(e.contains("v=0"), "{e}");
+        let e = check_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n").unwrap_err().to_string();
+        assert!(e.contains("no video"), "{e}");
+        let e = check_offer("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("H.264"), "{e}");
+    }
+
+    #[test]
+    fn non_stun_is_not_routed_by_ufrag() {
+        assert_eq!(stun_local_ufrag(&[0x80; 40]), None);
+        assert_eq!(stun_local_ufrag(&[0x00; 10]), None);
+        assert_eq!(stun_local_ufrag(&[0x00; 64]), None);
+    }
+}

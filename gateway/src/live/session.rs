@@ -1,0 +1,203 @@
+//! One WHEP viewer: a str0m peer fed from the camera's hub, on its own task.
+//!
+//! Each viewer reads its own hub queue, so a viewer that falls behind skips to the next
+//! keyframe while the camera and every other viewer carry on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::format::Codec;
+use str0m::media::{MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::hub::Subscription;
+
+/// A datagram routed to this session by the shared socket's reader.
+pub struct Datagram {
+    /// When it arrived.
+    pub at: Instant,
+    /// Sender.
+    pub source: SocketAddr,
+    /// Payload.
+    pub data: Vec<u8>,
+}
+
+/// How long a viewer may take from answer to connected media before it is reaped.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(20);
+/// Least time between two keyframe replays for one viewer.
+const KEYFRAME_REPLAY_GAP: Duration = Duration::from_millis(1000);
+
+/// Maps source timestamps to this viewer's RTP clock, always moving forward.
+#[derive(Debug, Default)]
+pub struct RtpClock {
+    offset: Option<i128>,
+    last: Option<u64>,
+}
+
+impl RtpClock {
+    /// The 90 kHz RTP time for a unit presented at `pts`.
+    pub fn stamp(&mut self, pts: Duration) -> u64 {
+        let src = (pts.as_nanos() * 9 / 100_000) as i128;
+        let offset = *self.offset.get_or_insert(-src);
+        let mut out = (src + offset).max(0) as u64;
+        if let Some(last) = self.last {
+            // Replays after a keyframe request carry older pts; keep RTP time monotonic.
+            if out <= last {
+                out = last + 1;
+            }
+        }
+        self.last = Some(out);
+        out
+    }
+}
+
+/// Everything a viewer task needs.
+pub struct Viewer {
+    /// The negotiated peer.
+    pub rtc: Rtc,
+    /// The camera's access units.
+    pub subscription: Subscription,
+    /// Datagrams for this viewer.
+    pub inbox: mpsc::Receiver<Datagram>,
+    /// The shared UDP socket.
+    pub socket: Arc<UdpSocket>,
+    /// The socket's address as the viewer sees it.
+    pub local: SocketAddr,
+    /// Ends the session (DELETE or shutdown).
+    pub cancel: CancellationToken,
+    /// Session id, for logs.
+    pub id: String,
+}
+
+/// Why a viewer session ended.
+#[derive(Debug)]
+pub enum EndReason {
+    /// DELETE or shutdown.
+    Cancelled,
+    /// The peer went away (ICE consent lost).
+    Disconnected,
+    /// The peer never connected.
+    NeverConnected,
+    /// The camera's hub closed.
+    HubClosed,
+    /// str0m reported an error.
+    Rtc(String),
+}
+
+impl Viewer {
+    /// Runs until the viewer leaves or is cancelled.
+    pub async fn run(mut self) -> EndReason {
+        let created = Instant::now();
+        let mut mid: Option<Mid> = None;
+        let mut pt: Option<Pt> = None;
+        let mut connected = false;
+        let mut clock = RtpClock::default();
+        let mut last_replay: Option<Instant> = None;
+        let mut sent_frames: u64 = 0;
+        let reason = loop {
+            // Drain everything str0m wants to do before sleeping.
+            let deadline = loop {
+                match self.rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => break Ok(t),
+                    Ok(Output::Transmit(t)) => {
+                        // UDP to one peer: a send error only concerns this viewer.
+                        let _ = self.socket.send_to(&t.contents, t.destination).await;
+                    }
+                    Ok(Output::Event(e)) => match e {
+                        Event::Connected => connected = true,
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            break Err(EndReason::Disconnected);
+                        }
+                        Event::MediaAdded(m) => mid = Some(m.mid),
+                        Event::KeyframeRequest(_) => {
+                            let due = last_replay.is_none_or(|t| t.elapsed() >= KEYFRAME_REPLAY_GAP);
+                            if due && self.subscription.restart_from_gop() {
+                                last_replay = Some(Instant::now());
+                                debug!(session = %self.id, "keyframe request answered from the GOP cache");
+                            }
+                        }
+                        _ => {}
+                    },
+                    Err(e) => break Err(EndReason::Rtc(e.to_string())),
+                }
+            };
+            let deadline = match deadline {
+                Ok(d) => d,
+                Err(r) => break r,
+            };
+            if !self.rtc.is_alive() {
+                break EndReason::Disconnected;
+            }
+            if !connected && created.elapsed() > CONNECT_DEADLINE {
+                break EndReason::NeverConnected;
+            }
+            if pt.is_none()
+                && connected
+                && let Some(mid) = mid
+                && let Some(writer) = self.rtc.writer(mid)
+            {
+                pt = writer.payload_params().find(|p| p.spec().codec == Codec::H264).map(|p| p.pt());
+            }
+            let sending = connected && pt.is_some();
+            let sleep = tokio::time::sleep_until(deadline.max(Instant::now()).into());
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break EndReason::Cancelled,
+                d = self.inbox.recv() => {
+                    let Some(d) = d else { break EndReason::Cancelled };
+                    let Ok(contents) = d.data.as_slice().try_into() else { continue };
+                    let input = Input::Receive(d.at, Receive {
+                        proto: Protocol::Udp,
+                        source: d.source,
+                        destination: self.local,
+                        contents,
+                    });
+                    if let Err(e) = self.rtc.handle_input(input) {
+                        break EndReason::Rtc(e.to_string());
+                    }
+                }
+                delivery = self.subscription.recv(), if sending => {
+                    let Some(delivery) = delivery else { break EndReason::HubClosed };
+                    let (Some(mid), Some(pt)) = (mid, pt) else { continue };
+                    let Some(writer) = self.rtc.writer(mid) else { continue };
+                    let rtp = clock.stamp(delivery.unit.pts);
+                    let data: Arc<[u8]> = Arc::from(&delivery.unit.data[..]);
+                    if let Err(e) = writer.write(pt, Instant::now(), MediaTime::from_90khz(rtp), data) {
+                        debug!(session = %self.id, error = %e, "write failed");
+                    } else {
+                        sent_frames += 1;
+                    }
+                }
+                _ = sleep => {
+                    if let Err(e) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
+                        break EndReason::Rtc(e.to_string());
+                    }
+                }
+            }
+        };
+        self.rtc.disconnect();
+        info!(session = %self.id, ?reason, sent_frames, "viewer left");
+        reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtp_clock_starts_at_zero_and_stays_monotonic() {
+        let mut c = RtpClock::default();
+        assert_eq!(c.stamp(Duration::from_secs(10)), 0);
+        assert_eq!(c.stamp(Duration::from_millis(10_040)), 3600);
+        // A replayed (older) unit still moves forward.
+        assert_eq!(c.stamp(Duration::from_secs(10)), 3601);
+        assert_eq!(c.stamp(Duration::from_millis(10_080)), 7200);
+    }
+}

@@ -1,0 +1,120 @@
+//! Prometheus metrics a user would graph: frames and bytes in, reconnects, viewers, drops.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Label set naming a camera.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CameraLabel {
+    /// Camera id from the config.
+    pub camera: String,
+}
+
+/// Label set naming a camera and a kind of consumer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabel {
+    /// Camera id from the config.
+    pub camera: String,
+    /// Consumer kind, e.g. `viewer`.
+    pub consumer: String,
+}
+
+/// Every metric the gateway exports, registered once.
+pub struct Metrics {
+    registry: Registry,
+    frames_in: Family<CameraLabel, Counter>,
+    bytes_in: Family<CameraLabel, Counter>,
+    reconnects: Family<CameraLabel, Counter>,
+    online: Family<CameraLabel, Gauge>,
+    viewers: Family<CameraLabel, Gauge>,
+    drops: Family<ConsumerLabel, Counter>,
+    whep_rejected: Counter,
+}
+
+/// Per-camera handles, looked up once so the frame path does no hashing.
+#[derive(Clone)]
+pub struct CameraMetrics {
+    /// Access units received from the camera.
+    pub frames_in: Counter,
+    /// Encoded bytes received from the camera.
+    pub bytes_in: Counter,
+    /// Connection attempts after the first.
+    pub reconnects: Counter,
+    /// 1 while the camera streams.
+    pub online: Gauge,
+    /// WebRTC viewers connected.
+    pub viewers: Gauge,
+    drops: Family<ConsumerLabel, Counter>,
+    camera: String,
+}
+
+impl CameraMetrics {
+    /// The drop counter for one kind of consumer of this camera.
+    pub fn drops(&self, consumer: &str) -> Counter {
+        self.drops
+            .get_or_create(&ConsumerLabel { camera: self.camera.clone(), consumer: consumer.to_owned() })
+            .clone()
+    }
+}
+
+impl Metrics {
+    /// Registers all metrics under the `mingchu` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mingchu");
+        let frames_in = Family::<CameraLabel, Counter>::default();
+        let bytes_in = Family::<CameraLabel, Counter>::default();
+        let reconnects = Family::<CameraLabel, Counter>::default();
+        let online = Family::<CameraLabel, Gauge>::default();
+        let viewers = Family::<CameraLabel, Gauge>::default();
+        let drops = Family::<ConsumerLabel, Counter>::default();
+        let whep_rejected = Counter::default();
+        registry.register("frames_in", "Access units received from cameras", frames_in.clone());
+        registry.register("bytes_in", "Encoded video bytes received from cameras", bytes_in.clone());
+        registry.register("reconnects", "Camera reconnection attempts", reconnects.clone());
+        registry.register("camera_online", "1 while the camera streams", online.clone());
+        registry.register("viewers", "WebRTC viewers connected", viewers.clone());
+        registry.register(
+            "dropped_frames",
+            "Access units a slow consumer skipped to catch up at a keyframe",
+            drops.clone(),
+        );
+        registry.register("whep_rejected", "WHEP offers rejected as malformed", whep_rejected.clone());
+        Self { registry, frames_in, bytes_in, reconnects, online, viewers, drops, whep_rejected }
+    }
+
+    /// Handles for one camera.
+    pub fn camera(&self, camera: &str) -> CameraMetrics {
+        let label = CameraLabel { camera: camera.to_owned() };
+        CameraMetrics {
+            frames_in: self.frames_in.get_or_create(&label).clone(),
+            bytes_in: self.bytes_in.get_or_create(&label).clone(),
+            reconnects: self.reconnects.get_or_create(&label).clone(),
+            online: self.online.get_or_create(&label).clone(),
+            viewers: self.viewers.get_or_create(&label).clone(),
+            drops: self.drops.clone(),
+            camera: camera.to_owned(),
+        }
+    }
+
+    /// Counts a rejected WHEP offer.
+    pub fn whep_rejected(&self) {
+        self.whep_rejected.inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
