@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Mingchu's two commands:
+#   ./dev.sh demo   set up, then run camera-sim + gateway + web page on this machine
+#   ./dev.sh test   set up, then build and run every test
+# Other:
+#   ./dev.sh setup  only install what is missing
+#   ./dev.sh bench  run the relay benchmark (writes target/bench/relay.md)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(pkg-config libgstrtspserver-1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+setup() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    local line="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+    if [[ $(id -u) -eq 0 ]]; then
+      say "installing system packages: ${missing[*]}"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+      say "installing system packages with sudo: ${missing[*]}"
+      sudo apt-get update -qq
+      sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    else
+      echo "Missing system packages. Run as root, then run this command again:" >&2
+      echo "  sudo sh -c '$line'" >&2
+      exit 1
+    fi
+  fi
+  if ! command -v cargo >/dev/null; then
+    echo "cargo (Rust 1.95 or newer) is required; install the Rust toolchain, then run this command again." >&2
+    exit 1
+  fi
+}
+
+demo() {
+  setup
+  say "building (release)"
+  cargo build --release --locked -p mingchu -p camera-sim
+  mkdir -p data
+  local token
+  if [[ ! -f data/demo.toml ]]; then
+    token=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+    cat > data/demo.toml <<TOML
+# Demo config written by ./dev.sh demo. Edit freely; see README.md for every key.
+[server]
+listen = "127.0.0.1:8080"
+data_dir = "./data"
+
+[auth]
+admin_token = "$token"
+
+[webrtc]
+udp_listen = "127.0.0.1:8189"
+
+[[cameras]]
+id = "cam1"
+name = "阳光小学 后厨"
+url = "rtsp://127.0.0.1:8554/cam1"
+
+[[cameras]]
+id = "cam2"
+name = "阳光小学 备餐间"
+url = "rtsp://127.0.0.1:8554/cam2"
+
+[[cameras]]
+id = "cam3"
+name = "红星幼儿园 厨房"
+url = "rtsp://127.0.0.1:8554/cam3"
+
+[[cameras]]
+id = "cam4"
+name = "夕阳红养老院 厨房"
+url = "rtsp://127.0.0.1:8554/cam4"
+TOML
+  fi
+  token=$(sed -n 's/^admin_token = "\(.*\)"/\1/p' data/demo.toml)
+  trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
+  ./target/release/camera-sim --listen 127.0.0.1:8554 --cameras 4 --control 127.0.0.1:8555 &
+  sleep 1
+  ./target/release/mingchu --config data/demo.toml &
+  sleep 1
+  say "Mingchu is running: open http://127.0.0.1:8080/ and enter the token $token"
+  say "API: curl -H 'Authorization: Bearer $token' http://127.0.0.1:8080/api/cameras   (Ctrl-C stops)"
+  wait
+}
+
+run_tests() {
+  setup
+  say "building"
+  cargo build --locked --workspace --bins --tests
+  say "testing"
+  cargo test --locked --workspace -- --test-threads=1
+}
+
+bench() {
+  setup
+  cargo build --release --locked --workspace --bins
+  cargo bench --locked -p mingchu-e2e --bench relay
+}
+
+case "${1:-}" in
+  demo) demo ;;
+  test) run_tests ;;
+  setup) setup ;;
+  bench) bench ;;
+  *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,39 @@
+//! A viewer watches a simulated camera through the gateway over WebRTC.
+
+use std::time::Duration;
+
+use mingchu_e2e::decode::decode;
+use mingchu_e2e::procs::{Gateway, Sim, SimOptions};
+use mingchu_e2e::whep::{Viewer, ViewerOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_receives_decodable_h264_at_source_fps() -> anyhow::Result<()> {
+    let sim = Sim::start(&SimOptions { fps: 25, gop: 50, ..Default::default() })?;
+    let gw = Gateway::start(&[("cam1", sim.url("cam1"))])?;
+    gw.wait_state("cam1", "online", Duration::from_secs(10)).await?;
+
+    let mut viewer = Viewer::connect(&gw.base, &gw.token, "cam1", ViewerOptions { keep_frames: true }).await?;
+    viewer.wait_frames(1, Duration::from_secs(5)).await?;
+    // Measure the rate over 4 s once the cached GOP burst is through.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = viewer.frames_received();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let fps = (viewer.frames_received() - before) as f64 / 4.0;
+    assert!((22.0..=28.0).contains(&fps), "viewer got {fps} fps from a 25 fps camera");
+
+    let mut rx = viewer.frames.take().expect("frames kept");
+    let mut units = Vec::new();
+    while let Ok(f) = rx.try_recv() {
+        units.push(f.data);
+    }
+    let decoded = decode(&units)?;
+    assert!(decoded.errors.is_empty(), "decoder errors: {:?}", decoded.errors);
+    assert!(decoded.pictures as usize >= units.len() * 9 / 10, "{} pictures from {} units", decoded.pictures, units.len());
+    assert_eq!(decoded.sizes.first(), Some(&(640, 360)));
+
+    let cam = gw.camera("cam1").await?;
+    assert_eq!(cam["viewers"], 1);
+    assert!(cam["fps"].as_f64().unwrap_or(0.0) > 20.0, "{cam}");
+    assert_eq!(viewer.close(&gw.token).await?, 200);
+    Ok(())
+}
