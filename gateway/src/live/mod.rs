@@ -144,7 +144,7 @@ impl Live {
     /// Answers a WHEP offer for `camera`; returns the session id and the SDP answer.
     pub fn add_viewer(self: &Arc<Self>, camera: &Arc<Camera>, offer: &str) -> Result<(String, String), LiveError> {
         check_offer(offer)?;
-        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| LiveError::BadOffer(e.to_string()))?;
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| LiveError::BadOffer(one_line(&e.to_string())))?;
         if self.viewer_count() >= self.settings.max_viewers {
             return Err(LiveError::Full(self.settings.max_viewers));
         }
@@ -165,7 +165,7 @@ impl Live {
                 Err(e) => warn!(%addr, error = %e, "unusable ICE candidate address"),
             }
         }
-        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| LiveError::BadOffer(e.to_string()))?;
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| LiveError::BadOffer(one_line(&e.to_string())))?;
         let answer = answer.to_sdp_string();
         if !answer.lines().any(|l| l.starts_with("m=video") && !l.starts_with("m=video 0 ")) {
             return Err(LiveError::BadOffer("no video section could be negotiated with H.264".into()));
@@ -291,6 +291,19 @@ fn check_offer(offer: &str) -> Result<(), LiveError> {
     Ok(())
 }
 
+/// A parser message on one line, without the parser's memory addresses.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(|l| match l.find("Parse error at PointerOffset(") {
+            Some(i) => l[..i].trim_end().to_owned(),
+            None => l.trim().to_owned(),
+        })
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn new_session_id() -> String {
     let bytes: [u8; 16] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -324,6 +337,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("H.264"), "{e}");
+    }
+
+    #[test]
+    fn parser_messages_become_one_line() {
+        let m = one_line("SDP parse: Parse error at PointerOffset(0x7fc0d800c7da)\nUnexpected `m`\nExpected `o`\n");
+        assert_eq!(m, "SDP parse:; Unexpected `m`; Expected `o`");
     }
 
     #[test]
