@@ -3,6 +3,7 @@
 //! arrives with GStreamer.
 
 pub mod decode;
+pub mod measure;
 pub mod procs;
 pub mod whep;
 

@@ -256,7 +256,8 @@ impl Gateway {
         let path = dir.path().join("mingchu.toml");
         std::fs::write(&path, config)?;
         let mut cmd = Command::new(binary("mingchu"));
-        cmd.arg("--config").arg(&path).current_dir(dir.path()).env("RUST_LOG", "info,str0m=warn");
+        let log = std::env::var("MINGCHU_LOG").unwrap_or_else(|_| "info,str0m=warn".into());
+        cmd.arg("--config").arg(&path).current_dir(dir.path()).env("RUST_LOG", log);
         let proc = Proc::spawn("mingchu", cmd, "mingchu listening on", Duration::from_secs(20))?;
         Ok(Self { proc, base: format!("http://127.0.0.1:{http_port}"), token: TOKEN.into(), dir })
     }

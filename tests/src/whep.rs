@@ -60,6 +60,7 @@ pub struct Viewer {
     pub location: String,
     paused: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    want_keyframe: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -100,6 +101,7 @@ impl Viewer {
         let stats = Arc::new(Mutex::new(ViewerStats::default()));
         let paused = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        let want_keyframe = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(
             rtc,
@@ -109,14 +111,20 @@ impl Viewer {
             if opts.keep_frames { Some(tx) } else { None },
             paused.clone(),
             stop.clone(),
+            want_keyframe.clone(),
             started,
         ));
-        Ok(Self { stats, frames: opts.keep_frames.then_some(rx), location, paused, stop, task: Some(task) })
+        Ok(Self { stats, frames: opts.keep_frames.then_some(rx), location, paused, stop, want_keyframe, task: Some(task) })
     }
 
     /// Stops reading the socket, as a viewer on a stalled network would.
     pub fn pause(&self) {
         self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Sends a PLI, as a decoder that lost a picture does.
+    pub fn request_keyframe(&self) {
+        self.want_keyframe.store(true, Ordering::SeqCst);
     }
 
     /// A copy of the counters.
@@ -167,10 +175,18 @@ async fn run(
     frames: Option<mpsc::UnboundedSender<Frame>>,
     paused: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    want_keyframe: Arc<AtomicBool>,
     started: Instant,
 ) {
     let mut buf = vec![0u8; 2048];
+    let mut mid = None;
     loop {
+        if let Some(mid) = mid
+            && want_keyframe.swap(false, Ordering::SeqCst)
+            && let Some(rx) = rtc.direct_api().stream_rx_by_mid(mid, None)
+        {
+            rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        }
         if stop.load(Ordering::SeqCst) {
             break;
         }
@@ -192,7 +208,9 @@ async fn run(
                         }
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => break None,
+                    Event::MediaAdded(m) => mid = Some(m.mid),
                     Event::MediaData(m) => {
+                        mid = Some(m.mid);
                         let at = Instant::now();
                         let latency_us = stamp::parse_stamp(&m.data).map(|t| stamp::unix_micros_now() as i64 - t as i64);
                         if let Ok(mut s) = stats.lock() {

@@ -37,3 +37,37 @@ async fn viewer_receives_decodable_h264_at_source_fps() -> anyhow::Result<()> {
     assert_eq!(viewer.close(&gw.token).await?, 200);
     Ok(())
 }
+
+fn has_idr(data: &[u8]) -> bool {
+    mingchu_e2e::stamp::nal_spans(data).iter().any(|n| n.nal_type(data) == 5)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_request_is_answered_from_the_gop_cache() -> anyhow::Result<()> {
+    // A 10 s GOP: a keyframe soon after the request can only come from the cache.
+    let sim = Sim::start(&SimOptions { fps: 25, gop: 250, ..Default::default() })?;
+    let gw = Gateway::start(&[("cam1", sim.url("cam1"))])?;
+    gw.wait_state("cam1", "online", Duration::from_secs(10)).await?;
+    let mut viewer = Viewer::connect(&gw.base, &gw.token, "cam1", ViewerOptions { keep_frames: true }).await?;
+    let mut rx = viewer.frames.take().expect("frames kept");
+    // Wait until the cached keyframe is over a second old.
+    let mut last_idr = None;
+    while last_idr.is_none_or(|t: std::time::Instant| t.elapsed() < Duration::from_millis(1200)) {
+        let f = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?.expect("frames");
+        if has_idr(&f.data) && f.latency_us.unwrap_or(0) < 300_000 {
+            last_idr = Some(f.at);
+        }
+    }
+    let asked = std::time::Instant::now();
+    viewer.request_keyframe();
+    loop {
+        let f = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await?.expect("frames");
+        if has_idr(&f.data) {
+            assert!(asked.elapsed() < Duration::from_millis(500), "keyframe came {:?} after the PLI", asked.elapsed());
+            let age = f.latency_us.unwrap_or(0);
+            assert!(age > 1_000_000, "the keyframe is the cached one (taken {age} us ago), not a new one");
+            break;
+        }
+    }
+    Ok(())
+}

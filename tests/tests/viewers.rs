@@ -69,3 +69,21 @@ async fn a_viewer_that_stops_reading_does_not_slow_the_others() -> anyhow::Resul
     assert!(worst < 200_000, "healthy viewer saw {worst} us relay latency");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_vanishes_is_reaped() -> anyhow::Result<()> {
+    let sim = Sim::start(&SimOptions::default())?;
+    let gw = Gateway::start(&[("cam1", sim.url("cam1"))])?;
+    gw.wait_state("cam1", "online", Duration::from_secs(10)).await?;
+    let v = Viewer::connect(&gw.base, &gw.token, "cam1", ViewerOptions::default()).await?;
+    v.wait_frames(1, Duration::from_secs(5)).await?;
+    assert_eq!(gw.camera("cam1").await?["viewers"], 1);
+    // The phone goes away without a DELETE: no more packets of any kind.
+    v.pause();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while gw.camera("cam1").await?["viewers"] != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "a vanished viewer was never reaped");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}

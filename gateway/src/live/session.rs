@@ -30,6 +30,9 @@ pub struct Datagram {
 
 /// How long a viewer may take from answer to connected media before it is reaped.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(20);
+/// Silence after which a connected viewer counts as gone. Browsers send ICE consent
+/// checks every ~5 s (RFC 7675), so this only fires when the peer really vanished.
+const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 /// Least time between two keyframe replays for one viewer.
 const KEYFRAME_REPLAY_GAP: Duration = Duration::from_millis(1000);
 
@@ -100,6 +103,7 @@ impl Viewer {
         let mut clock = RtpClock::default();
         let mut last_replay: Option<Instant> = None;
         let mut sent_frames: u64 = 0;
+        let mut last_heard = Instant::now();
         let reason = loop {
             // Drain everything str0m wants to do before sleeping.
             let deadline = loop {
@@ -137,6 +141,9 @@ impl Viewer {
             if !connected && created.elapsed() > CONNECT_DEADLINE {
                 break EndReason::NeverConnected;
             }
+            if connected && last_heard.elapsed() > SILENCE_LIMIT {
+                break EndReason::Disconnected;
+            }
             if pt.is_none()
                 && connected
                 && let Some(mid) = mid
@@ -145,12 +152,15 @@ impl Viewer {
                 pt = writer.payload_params().find(|p| p.spec().codec == Codec::H264).map(|p| p.pt());
             }
             let sending = connected && pt.is_some();
+            // Wake at least once a second to notice silence and the connect deadline.
+            let deadline = deadline.min(Instant::now() + Duration::from_secs(1));
             let sleep = tokio::time::sleep_until(deadline.max(Instant::now()).into());
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break EndReason::Cancelled,
                 d = self.inbox.recv() => {
                     let Some(d) = d else { break EndReason::Cancelled };
+                    last_heard = d.at;
                     let Ok(contents) = d.data.as_slice().try_into() else { continue };
                     let input = Input::Receive(d.at, Receive {
                         proto: Protocol::Udp,
