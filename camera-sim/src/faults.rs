@@ -239,10 +239,10 @@ mod tests {
         f.clear();
         assert!(f.active(t0).is_empty());
         // Media was withheld before the clear, so recovery still waits for a key frame.
+        assert_eq!(f.on_access_unit(t0, false), Verdict::DropAndRequestKeyframe);
         assert_eq!(
-            f.on_access_unit(t0, false),
-            Verdict::DropAndRequestKeyframe
+            f.on_access_unit(t0, true),
+            Verdict::Forward { corrupt: false }
         );
-        assert_eq!(f.on_access_unit(t0, true), Verdict::Forward { corrupt: false });
     }
 }

@@ -1,1 +1,156 @@
-fn main() {}
+//! `camera-sim`: RTSP camera simulator with scripted faults, for demos, end-to-end tests and benchmarks.
+
+mod camera;
+mod control;
+mod corrupt;
+mod faults;
+mod filesource;
+mod pipeline;
+mod probe;
+mod server;
+mod stamp;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::pipeline::VideoSettings;
+use crate::server::{ServerConfig, SimServer};
+
+/// Command line of `camera-sim`.
+#[derive(Debug, Parser)]
+#[command(version, about = "RTSP camera simulator with scripted faults")]
+struct Cli {
+    /// RTSP listen address (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8554")]
+    listen: SocketAddr,
+    /// Number of cameras to serve.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    cameras: u32,
+    /// HTTP control API listen address; the API is off without it.
+    #[arg(long)]
+    control: Option<SocketAddr>,
+    /// Picture width in pixels (even).
+    #[arg(long, default_value_t = 1280)]
+    width: u32,
+    /// Picture height in pixels (even).
+    #[arg(long, default_value_t = 720)]
+    height: u32,
+    /// Frames per second.
+    #[arg(long, default_value_t = 25)]
+    fps: u32,
+    /// Encoder target bitrate in kbit/s.
+    #[arg(long, default_value_t = 2000)]
+    bitrate_kbps: u32,
+    /// Key-frame interval in frames.
+    #[arg(long, default_value_t = 50)]
+    gop: u32,
+    /// Number in the first camera's name (cam<N>).
+    #[arg(long, default_value_t = 1)]
+    first_index: u32,
+    /// Loop this video file instead of test patterns.
+    #[arg(long)]
+    video_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let cli = Cli::parse();
+    let video = VideoSettings {
+        width: cli.width,
+        height: cli.height,
+        fps: cli.fps,
+        bitrate_kbps: cli.bitrate_kbps,
+        gop: cli.gop,
+    };
+    video
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid video settings")?;
+    let config = ServerConfig {
+        listen: cli.listen,
+        cameras: cli.cameras,
+        first_index: cli.first_index,
+        video,
+        video_file: cli.video_file,
+    };
+    let sim = Arc::new(
+        tokio::task::spawn_blocking(move || SimServer::start(&config))
+            .await
+            .context("start-up task failed")??,
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut control_task = None;
+    let mut control_url = None;
+    if let Some(addr) = cli.control {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for control API on {addr}"))?;
+        let bound = listener.local_addr()?;
+        control_url = Some(format!("http://{bound}"));
+        let app = control::router(sim.clone());
+        let mut stop = stop_rx.clone();
+        control_task = Some(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+
+    let names: Vec<&str> = sim.cameras().map(|c| c.name()).collect();
+    let mounts = match names.as_slice() {
+        [only] => (*only).to_owned(),
+        [first, .., last] => format!("{first}..{last}"),
+        [] => String::new(),
+    };
+    let mut ready = format!("camera-sim ready {}/{mounts}", sim.base_url());
+    if let Some(url) = &control_url {
+        ready.push_str(&format!(" control={url}"));
+    }
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{ready}")?;
+    stdout.flush()?;
+    drop(stdout);
+    info!("{ready}");
+
+    wait_for_signal().await?;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Some(task) = control_task {
+        // Graceful shutdown waits for idle keep-alive connections; do not let one hold us up.
+        match tokio::time::timeout(std::time::Duration::from_secs(2), task).await {
+            Ok(joined) => joined.context("control API task failed")??,
+            Err(_) => info!("control API connections still open at shutdown"),
+        }
+    }
+    sim.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -177,7 +177,9 @@ fn stamp_in_sei(rbsp: &[u8]) -> Option<u64> {
             && payload.len() >= STAMP_PAYLOAD_LEN
             && payload[..STAMP_UUID.len()] == STAMP_UUID
         {
-            let bytes: [u8; 8] = payload[STAMP_UUID.len()..STAMP_PAYLOAD_LEN].try_into().ok()?;
+            let bytes: [u8; 8] = payload[STAMP_UUID.len()..STAMP_PAYLOAD_LEN]
+                .try_into()
+                .ok()?;
             return Some(u64::from_be_bytes(bytes));
         }
         i = end;
@@ -268,12 +270,17 @@ mod tests {
             let nal = stamp_nal(micros);
             let payload = &nal[START_CODE.len() + 1..];
             assert!(
-                !payload.windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2),
+                !payload
+                    .windows(3)
+                    .any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2),
                 "start-code-like bytes for {micros:#x}: {payload:02x?}"
             );
             assert_eq!(*payload.last().unwrap(), 0x80);
             assert_eq!(nal_spans(&nal).len(), 1);
-            assert_eq!(parse_stamp(&insert_stamp(&key_unit(), micros)), Some(micros));
+            assert_eq!(
+                parse_stamp(&insert_stamp(&key_unit(), micros)),
+                Some(micros)
+            );
         }
         // A zero timestamp needs escaping: 8 zero bytes after the UUID.
         assert!(stamp_nal(0).len() > START_CODE.len() + 1 + 2 + 24 + 1);
@@ -310,7 +317,10 @@ mod tests {
         assert_eq!(parse_stamp(&[0, 0, 1, NAL_SEI]), None);
         assert_eq!(parse_stamp(&[0, 0, 1, NAL_SEI, 0xff, 0xff, 0xff]), None);
         // Declared size far larger than the NAL.
-        assert_eq!(parse_stamp(&[0, 0, 1, NAL_SEI, 5, 0xff, 0xff, 0x10, 1, 2]), None);
+        assert_eq!(
+            parse_stamp(&[0, 0, 1, NAL_SEI, 5, 0xff, 0xff, 0x10, 1, 2]),
+            None
+        );
     }
 
     #[test]
