@@ -6,7 +6,13 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod detect;
+pub mod events;
 pub mod hub;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
+pub mod rules;
+pub mod track;
+pub mod recorder;
+pub mod sampler;

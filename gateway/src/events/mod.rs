@@ -1,0 +1,7 @@
+//! Events: violations stored in SQLite with their snapshot and clip, and retention.
+
+mod snapshot;
+mod store;
+
+pub use snapshot::{Mark, SnapshotError, render};
+pub use store::{Event, EventFiles, Filter, NewEvent, Status, Store, StoreError};

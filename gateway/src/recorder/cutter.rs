@@ -1,0 +1,175 @@
+//! The clip cutter: a pre-roll ring of access units and the clips being collected (sans-IO).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::hub::AccessUnit;
+
+/// A clip whose access units are all collected.
+#[derive(Debug)]
+pub struct CutClip {
+    /// The event it belongs to.
+    pub event_id: i64,
+    /// Access units, keyframe first.
+    pub units: Vec<Arc<AccessUnit>>,
+}
+
+#[derive(Debug)]
+struct OpenClip {
+    event_id: i64,
+    units: Vec<Arc<AccessUnit>>,
+    stop_at: Option<Instant>,
+    hard_stop: Instant,
+}
+
+/// Keeps `pre_roll` of history (from a keyframe) and cuts clips out of it and what follows.
+#[derive(Debug)]
+pub struct ClipCutter {
+    ring: VecDeque<Arc<AccessUnit>>,
+    pre_roll: Duration,
+    post_roll: Duration,
+    max_clip: Duration,
+    open: Vec<OpenClip>,
+}
+
+impl ClipCutter {
+    /// A cutter with the given pre- and post-roll; no clip grows past `max_clip`.
+    pub fn new(pre_roll: Duration, post_roll: Duration, max_clip: Duration) -> Self {
+        Self { ring: VecDeque::new(), pre_roll, post_roll, max_clip, open: Vec::new() }
+    }
+
+    /// Adds a unit from the camera; returns the clips it completed.
+    pub fn push(&mut self, unit: Arc<AccessUnit>) -> Vec<CutClip> {
+        let now = unit.arrival;
+        self.ring.push_back(unit.clone());
+        self.trim(now);
+        let mut done = Vec::new();
+        let mut i = 0;
+        while i < self.open.len() {
+            let clip = &mut self.open[i];
+            let finished = clip.stop_at.is_some_and(|t| now > t) || now > clip.hard_stop;
+            if finished {
+                let clip = self.open.swap_remove(i);
+                done.push(CutClip { event_id: clip.event_id, units: clip.units });
+            } else {
+                clip.units.push(unit.clone());
+                i += 1;
+            }
+        }
+        done
+    }
+
+    /// Drops history older than the pre-roll, but always keeps a keyframe at the front so
+    /// the pre-roll starts on a decodable picture.
+    fn trim(&mut self, now: Instant) {
+        let horizon = now.checked_sub(self.pre_roll).unwrap_or(now);
+        loop {
+            // The second keyframe in the ring: if it is already older than the horizon,
+            // everything before it is unneeded.
+            let second_key = self.ring.iter().skip(1).position(|u| u.keyframe).map(|p| p + 1);
+            match second_key {
+                Some(k) if self.ring[k].arrival <= horizon => {
+                    self.ring.drain(..k);
+                }
+                _ => break,
+            }
+        }
+        // Never start with a delta frame: it cannot be decoded.
+        while self.ring.front().is_some_and(|u| !u.keyframe) {
+            self.ring.pop_front();
+        }
+    }
+
+    /// Starts a clip for an event whose condition began at `start`.
+    pub fn start(&mut self, event_id: i64, start: Instant) {
+        let from = start.checked_sub(self.pre_roll).unwrap_or(start);
+        // The last keyframe at or before the pre-roll start, or the first one after it.
+        let idx = self
+            .ring
+            .iter()
+            .rposition(|u| u.keyframe && u.arrival <= from)
+            .or_else(|| self.ring.iter().position(|u| u.keyframe))
+            .unwrap_or(self.ring.len());
+        let units: Vec<_> = self.ring.iter().skip(idx).cloned().collect();
+        self.open.push(OpenClip { event_id, units, stop_at: None, hard_stop: start + self.max_clip });
+    }
+
+    /// The event ended at `end`: collect until `end + post_roll`.
+    pub fn end(&mut self, event_id: i64, end: Instant) {
+        if let Some(c) = self.open.iter_mut().find(|c| c.event_id == event_id) {
+            c.stop_at = Some(end + self.post_roll);
+        }
+    }
+
+    /// Clips still collecting.
+    pub fn open_clips(&self) -> usize {
+        self.open.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn unit(t0: Instant, i: u64, gop: u64) -> Arc<AccessUnit> {
+        Arc::new(AccessUnit {
+            seq: i,
+            pts: Duration::from_millis(i * 40),
+            keyframe: i % gop == 0,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+            arrival: t0 + Duration::from_millis(i * 40),
+        })
+    }
+
+    #[test]
+    fn clip_spans_pre_roll_from_a_keyframe_to_post_roll() {
+        let t0 = Instant::now();
+        let mut c = ClipCutter::new(Duration::from_secs(5), Duration::from_secs(10), Duration::from_secs(120));
+        // 20 s of 25 fps with a 2 s GOP.
+        for i in 0..500 {
+            assert!(c.push(unit(t0, i, 50)).is_empty());
+        }
+        // Event from 19 s to 20 s.
+        c.start(1, t0 + Duration::from_secs(19));
+        c.end(1, t0 + Duration::from_secs(20));
+        let mut done = Vec::new();
+        for i in 500..800 {
+            done.extend(c.push(unit(t0, i, 50)));
+        }
+        assert_eq!(done.len(), 1);
+        let clip = &done[0];
+        assert!(clip.units[0].keyframe);
+        let first = clip.units[0].arrival - t0;
+        let last = clip.units.last().map(|u| u.arrival - t0).unwrap_or_default();
+        // Pre-roll start 14 s → keyframe at 14 s; post-roll end 30 s.
+        assert_eq!(first, Duration::from_secs(14));
+        assert!((Duration::from_millis(29_900)..=Duration::from_secs(30)).contains(&last), "{last:?}");
+    }
+
+    #[test]
+    fn ring_is_bounded_and_starts_on_keyframe() {
+        let t0 = Instant::now();
+        let mut c = ClipCutter::new(Duration::from_secs(5), Duration::from_secs(1), Duration::from_secs(60));
+        for i in 0..5000 {
+            c.push(unit(t0, i, 50));
+        }
+        assert!(c.ring.len() <= 7 * 25 + 1, "ring holds {} units", c.ring.len());
+        assert!(c.ring.front().is_some_and(|u| u.keyframe));
+    }
+
+    #[test]
+    fn unended_clip_stops_at_max_length() {
+        let t0 = Instant::now();
+        let mut c = ClipCutter::new(Duration::from_secs(1), Duration::from_secs(1), Duration::from_secs(10));
+        c.push(unit(t0, 0, 50));
+        c.start(9, t0);
+        let mut done = Vec::new();
+        for i in 1..400 {
+            done.extend(c.push(unit(t0, i, 50)));
+        }
+        assert_eq!(done.len(), 1);
+        assert_eq!(c.open_clips(), 0);
+    }
+}

@@ -1,0 +1,116 @@
+//! Clip recorder: a hub consumer per camera that cuts MP4 clips with pre- and post-roll
+//! around events, without re-encoding. Muxing runs off the async threads, so neither the
+//! live path nor the recorder's own queue waits on the disk.
+
+mod cutter;
+mod mux;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::events::Store;
+use crate::hub::Hub;
+pub use cutter::{ClipCutter, CutClip};
+pub use mux::{MuxError, write_mp4};
+
+/// What the event side asks of a camera's recorder.
+#[derive(Debug, Clone, Copy)]
+pub enum ClipCommand {
+    /// An event began (its condition started at `start`).
+    Start {
+        /// Event id.
+        event_id: i64,
+        /// Condition start.
+        start: Instant,
+    },
+    /// The event ended at `end`.
+    End {
+        /// Event id.
+        event_id: i64,
+        /// Condition end.
+        end: Instant,
+    },
+}
+
+/// Clip lengths.
+#[derive(Debug, Clone, Copy)]
+pub struct ClipSettings {
+    /// Video kept before the event starts.
+    pub pre_roll: Duration,
+    /// Video kept after it ends.
+    pub post_roll: Duration,
+    /// Longest clip (an event that never ends is cut here).
+    pub max_clip: Duration,
+}
+
+/// Runs one camera's recorder until `cancel`.
+pub async fn run(
+    camera: String,
+    hub: Arc<Hub>,
+    settings: ClipSettings,
+    data_dir: PathBuf,
+    store: Store,
+    mut commands: mpsc::Receiver<ClipCommand>,
+    cancel: CancellationToken,
+) {
+    // Enough queue for a GOP burst; falling behind only shortens a clip's start.
+    let subscription = hub.subscribe("recorder", 250);
+    let mut cutter = ClipCutter::new(settings.pre_roll, settings.post_roll, settings.max_clip);
+    let rel_dir = PathBuf::from("clips").join(&camera);
+    if let Err(e) = std::fs::create_dir_all(data_dir.join(&rel_dir)) {
+        warn!(%camera, error = %e, "cannot create the clip directory");
+    }
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            cmd = commands.recv() => match cmd {
+                Some(ClipCommand::Start { event_id, start }) => cutter.start(event_id, start),
+                Some(ClipCommand::End { event_id, end }) => cutter.end(event_id, end),
+                None => break,
+            },
+            d = subscription.recv() => {
+                let Some(d) = d else { break };
+                for clip in cutter.push(d.unit) {
+                    let rel = rel_dir.join(format!("{}.mp4", clip.event_id));
+                    let path = data_dir.join(&rel);
+                    let store = store.clone();
+                    let camera = camera.clone();
+                    tokio::spawn(async move {
+                        let duration = clip_duration(&clip);
+                        let units = clip.units;
+                        let written = tokio::task::spawn_blocking(move || write_mp4(&units, &path)).await;
+                        let result = match written {
+                            Ok(Ok(bytes)) => {
+                                info!(%camera, event = clip.event_id, bytes, duration_s = duration, "clip written");
+                                store.set_clip(clip.event_id, Some(rel.to_string_lossy().into_owned()), bytes, duration).await
+                            }
+                            Ok(Err(e)) => {
+                                warn!(%camera, event = clip.event_id, error = %e, "clip failed");
+                                store.set_clip(clip.event_id, None, 0, 0.0).await
+                            }
+                            Err(e) => {
+                                warn!(%camera, event = clip.event_id, error = %e, "clip task failed");
+                                store.set_clip(clip.event_id, None, 0, 0.0).await
+                            }
+                        };
+                        if let Err(e) = result {
+                            warn!(error = %e, "cannot record the clip in the database");
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn clip_duration(clip: &CutClip) -> f64 {
+    match (clip.units.first(), clip.units.last()) {
+        (Some(a), Some(b)) => (b.pts.saturating_sub(a.pts)).as_secs_f64(),
+        _ => 0.0,
+    }
+}

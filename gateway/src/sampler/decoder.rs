@@ -1,0 +1,154 @@
+//! A GStreamer H.264 decoder for sampled pictures: appsrc → avdec_h264 → RGB → appsink.
+//!
+//! Pictures that are decoded only as references are dropped right after the decoder, so
+//! colour conversion runs for kept pictures alone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+/// A decoded picture in packed RGB.
+#[derive(Debug)]
+pub struct Picture {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes per row.
+    pub stride: usize,
+    /// RGB8 rows.
+    pub rgb: Vec<u8>,
+    /// Presentation time on the gateway's media timeline.
+    pub pts: Duration,
+    /// When its access unit arrived from the camera.
+    pub arrival: Instant,
+    /// Wall-clock time of arrival.
+    pub wall: SystemTime,
+}
+
+/// Why the decoder could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the H.264 decoder: {0}")]
+pub struct DecoderError(String);
+
+type Pending = Arc<Mutex<HashMap<u64, (Instant, SystemTime)>>>;
+
+/// A running decoder; pictures come out through the callback given to [`Decoder::start`].
+pub struct Decoder {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    keep: Pending,
+}
+
+impl Decoder {
+    /// Starts a decoder; `on_picture` runs on a GStreamer thread for every kept picture.
+    pub fn start(on_picture: impl Fn(Picture) + Send + Sync + 'static) -> Result<Self, DecoderError> {
+        let err = |e: &dyn std::fmt::Display| DecoderError(e.to_string());
+        let pipeline = gst::parse::launch(
+            "appsrc name=src is-live=true format=time do-timestamp=false \
+               caps=video/x-h264,stream-format=byte-stream,alignment=au ! \
+             h264parse ! avdec_h264 name=dec max-threads=1 output-corrupt=false ! \
+             videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false max-buffers=2 drop=true",
+        )
+        .map_err(|e| err(&e))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| DecoderError("not a pipeline".into()))?;
+        let src = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| DecoderError("appsrc missing".into()))?;
+        let sink = pipeline
+            .by_name("sink")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| DecoderError("appsink missing".into()))?;
+        let dec = pipeline.by_name("dec").ok_or_else(|| DecoderError("avdec_h264 missing".into()))?;
+        let keep: Pending = Arc::new(Mutex::new(HashMap::new()));
+
+        // Drop reference-only pictures before colour conversion.
+        let wanted = keep.clone();
+        if let Some(pad) = dec.static_pad("src") {
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+                    return gst::PadProbeReturn::Drop;
+                };
+                let keep = wanted.lock().map(|m| m.contains_key(&pts.nseconds())).unwrap_or(false);
+                if keep { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Drop }
+            });
+        }
+        let pending = keep.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let pts_ns = buffer.pts().map(|t| t.nseconds()).unwrap_or(0);
+                    let Some((arrival, wall)) = pending.lock().ok().and_then(|mut m| m.remove(&pts_ns)) else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let Ok(map) = buffer.map_readable() else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let stride = info.stride().first().copied().unwrap_or(0).max(0) as usize;
+                    let (width, height) = (info.width(), info.height());
+                    if stride < width as usize * 3 || map.len() < stride * height as usize {
+                        return Ok(gst::FlowSuccess::Ok);
+                    }
+                    on_picture(Picture {
+                        width,
+                        height,
+                        stride,
+                        rgb: map.as_slice()[..stride * height as usize].to_vec(),
+                        pts: Duration::from_nanos(pts_ns),
+                        arrival,
+                        wall,
+                    });
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pipeline.set_state(gst::State::Playing).map_err(|e| err(&e))?;
+        Ok(Self { pipeline, src, keep })
+    }
+
+    /// Feeds one access unit; when `keep` the decoded picture goes to the callback.
+    pub fn push(&self, data: &[u8], pts: Duration, arrival: Instant, keep: bool) -> bool {
+        let pts_ns = pts.as_nanos() as u64;
+        if keep && let Ok(mut m) = self.keep.lock() {
+            // A picture the decoder never produced (corrupt input) must not pile up.
+            if m.len() > 64 {
+                m.clear();
+            }
+            m.insert(pts_ns, (arrival, SystemTime::now()));
+        }
+        let mut buffer = gst::Buffer::from_slice(data.to_vec());
+        if let Some(b) = buffer.get_mut() {
+            b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
+        }
+        self.src.push_buffer(buffer).is_ok()
+    }
+
+    /// The first error the pipeline posted, if any.
+    pub fn error(&self) -> Option<String> {
+        let bus = self.pipeline.bus()?;
+        let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
+        match msg.view() {
+            gst::MessageView::Error(e) => Some(e.error().to_string()),
+            _ => None,
+        }
+    }
+
+    /// Stops the pipeline.
+    pub fn stop(self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}

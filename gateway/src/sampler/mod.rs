@@ -1,0 +1,63 @@
+//! Frame sampler: a hub consumer per camera that decodes only what detection needs.
+
+mod decoder;
+mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::hub::Hub;
+pub use decoder::{Decoder, Picture};
+pub use plan::{Action, DecodeMode, SamplePlan};
+
+/// Runs the sampler of one camera until `cancel`, handing pictures to `deliver`.
+pub async fn run(
+    camera: String,
+    hub: Arc<Hub>,
+    fps: f64,
+    mode: DecodeMode,
+    deliver: Arc<dyn Fn(Picture) + Send + Sync>,
+    cancel: CancellationToken,
+) {
+    let subscription = hub.subscribe("sampler", 50);
+    let mut plan = SamplePlan::new(fps, mode);
+    let mut decoder: Option<Decoder> = None;
+    loop {
+        let delivery = tokio::select! {
+            _ = cancel.cancelled() => break,
+            d = subscription.recv() => match d { Some(d) => d, None => break },
+        };
+        let unit = &delivery.unit;
+        let action = plan.offer(unit.pts, unit.keyframe, delivery.dropped_before > 0);
+        if action == Action::Skip {
+            continue;
+        }
+        if decoder.is_none() {
+            let deliver = deliver.clone();
+            match Decoder::start(move |p| deliver(p)) {
+                Ok(d) => decoder = Some(d),
+                Err(e) => {
+                    warn!(%camera, error = %e, "detection decoder unavailable; retrying in 5 s");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(dec) = decoder.as_ref() else { continue };
+        let fed = dec.push(&unit.data, unit.pts, unit.arrival, action == Action::DecodeAndKeep);
+        if !fed || dec.error().is_some() {
+            // A decoder that choked on garbage is rebuilt; the next keyframe restarts it.
+            info!(%camera, "restarting the detection decoder");
+            if let Some(d) = decoder.take() {
+                let _ = tokio::task::spawn_blocking(move || d.stop()).await;
+            }
+            plan = SamplePlan::new(fps, mode);
+        }
+    }
+    if let Some(d) = decoder.take() {
+        let _ = tokio::task::spawn_blocking(move || d.stop()).await;
+    }
+}
