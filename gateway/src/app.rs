@@ -9,7 +9,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::{self, AppState};
-use crate::config::Validated;
+use crate::config::{Config, Validated};
+use crate::detect::model::ModelSpec;
+use crate::detect::onnx;
+use crate::detect::service::{DetectPool, Detector};
+use crate::events::{Store, retention};
+use crate::recorder::ClipSettings;
+use crate::rules::{ResolvedRule, RuleError, Roles};
 use crate::hub::{Hub, HubLimits};
 use crate::ingest::{self, Camera, CameraState};
 use crate::live::{Live, LiveSettings};
@@ -55,6 +61,45 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         tasks.spawn(ingest::run_camera(camera.clone(), config.ingest.clone(), shutdown.child_token()));
     }
 
+    let store = match Store::open(&config.server.data_dir) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "events are off: the event database cannot be opened");
+            None
+        }
+    };
+    let (event_feed, _) = tokio::sync::broadcast::channel(256);
+    let detect_status = Arc::new(Mutex::new(serde_json::json!({ "state": "off" })));
+    let mut pool = None;
+    if let Some(store) = &store {
+        let limits = retention::Limits {
+            max_age: std::time::Duration::from_secs_f64(config.events.retention_days * 86_400.0),
+            max_bytes: config.events.max_bytes,
+            min_free_bytes: config.events.min_free_bytes,
+        };
+        tasks.spawn(retention::run(
+            store.clone(),
+            config.server.data_dir.clone(),
+            limits,
+            std::time::Duration::from_secs(60),
+            shutdown.child_token(),
+        ));
+        if config.detect.enabled {
+            match start_detection(&config, &cameras, store, &event_feed, &mut tasks, &shutdown) {
+                Ok((p, status)) => {
+                    pool = Some(p);
+                    *detect_status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+                }
+                Err(DetectStartError::Config(e)) => return Err(e),
+                Err(DetectStartError::Unavailable(e)) => {
+                    warn!(error = %e, "detection is off; live view keeps working");
+                    *detect_status.lock().unwrap_or_else(|p| p.into_inner()) =
+                        serde_json::json!({ "state": "off", "error": e });
+                }
+            }
+        }
+    }
+
     let state = AppState {
         cameras: cameras.clone(),
         live,
@@ -62,6 +107,10 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         admin_token: Arc::from(config.auth.admin_token.as_str()),
         ice_links: Arc::new(api::ice_links(&config.webrtc.ice_servers)),
         started: Instant::now(),
+        events: store,
+        event_feed,
+        data_dir: config.server.data_dir.clone(),
+        detect_status,
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -79,6 +128,9 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     for camera in cameras.values() {
         camera.hub.close();
     }
+    if let Some(p) = &pool {
+        p.stop();
+    }
     while let Some(r) = tasks.join_next().await {
         if let Err(e) = r {
             warn!(error = %e, "camera task ended abnormally");
@@ -86,4 +138,104 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     }
     info!("mingchu stopped");
     Ok(())
+}
+
+enum DetectStartError {
+    /// The config is wrong: stop with this error.
+    Config(anyhow::Error),
+    /// Detection cannot run here (model or runtime missing): run without it.
+    Unavailable(String),
+}
+
+type Cameras = BTreeMap<String, Arc<Camera>>;
+
+/// Loads the model and runtime, resolves the rules, and starts sampler, recorder and
+/// analysis tasks for each analysed camera.
+fn start_detection(
+    config: &Config,
+    cameras: &Cameras,
+    store: &Store,
+    feed: &tokio::sync::broadcast::Sender<crate::events::Event>,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> Result<(Arc<DetectPool>, serde_json::Value), DetectStartError> {
+    let d = &config.detect;
+    let spec = ModelSpec::load(&d.model).map_err(|e| DetectStartError::Unavailable(e.to_string()))?;
+    let rules = resolve_rules(config, &spec)?;
+    let library = onnx::library_path(d.ort_library.as_deref());
+    let env = onnx::init_runtime(&library).map_err(|e| DetectStartError::Unavailable(e.to_string()))?;
+    let mut detectors = Vec::new();
+    for _ in 0..d.workers {
+        detectors.push(Detector::open(env, &spec, d.threads).map_err(|e| DetectStartError::Unavailable(e.to_string()))?);
+    }
+    let pool = DetectPool::start(detectors);
+    let clips = ClipSettings {
+        pre_roll: std::time::Duration::from_secs_f64(config.events.pre_roll_s),
+        post_roll: std::time::Duration::from_secs_f64(config.events.post_roll_s),
+        max_clip: std::time::Duration::from_secs_f64(config.events.max_clip_s),
+    };
+    let mut analysed = Vec::new();
+    for camera in cameras.values() {
+        let id = &camera.config.id;
+        if !camera.config.enabled || !(d.cameras.is_empty() || d.cameras.contains(id)) {
+            continue;
+        }
+        let (slot, results) = pool.add_camera();
+        let submit = pool.clone();
+        tasks.spawn(crate::sampler::run(
+            id.clone(),
+            camera.hub.clone(),
+            d.fps,
+            d.decode,
+            Arc::new(move |p| submit.submit(slot, p)),
+            shutdown.child_token(),
+        ));
+        let (clip_tx, clip_rx) = tokio::sync::mpsc::channel(64);
+        tasks.spawn(crate::recorder::run(
+            id.clone(),
+            camera.hub.clone(),
+            clips,
+            config.server.data_dir.clone(),
+            store.clone(),
+            clip_rx,
+            shutdown.child_token(),
+        ));
+        let outputs = crate::analysis::Outputs {
+            camera: id.clone(),
+            store: store.clone(),
+            clips: clip_tx,
+            feed: feed.clone(),
+            data_dir: config.server.data_dir.clone(),
+        };
+        tasks.spawn(crate::analysis::run(outputs, rules.clone(), results, shutdown.child_token()));
+        analysed.push(id.clone());
+    }
+    let rule_ids: Vec<&str> = rules.iter().map(|r| r.id()).collect();
+    info!(model = %spec.manifest.name, cameras = ?analysed, rules = ?rule_ids, fps = d.fps, decode = ?d.decode, "detection on");
+    let status = serde_json::json!({
+        "state": "on",
+        "model": spec.manifest.name,
+        "cameras": analysed,
+        "rules": rule_ids,
+        "fps": d.fps,
+    });
+    Ok((pool, status))
+}
+
+/// Checks the configured (or built-in) rules against the model; a rule the model cannot
+/// see (no labels for a role it needs) is left out with a warning.
+fn resolve_rules(config: &Config, spec: &ModelSpec) -> Result<Vec<ResolvedRule>, DetectStartError> {
+    let rules = config.rules.clone().unwrap_or_else(crate::config::default_rules);
+    let roles = Roles::new(spec.roles.clone());
+    let mut resolved = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        match crate::rules::validate(i, rule, &roles, &spec.labels) {
+            Ok(r) => resolved.push(r),
+            Err(e @ RuleError::NoLabelsForRole { .. }) => {
+                warn!(rule = %rule.id, model = %spec.manifest.name, error = %e, "rule disabled");
+            }
+            Err(e) => return Err(DetectStartError::Config(anyhow::anyhow!("config key {e}"))),
+        }
+    }
+    Ok(resolved)
 }

@@ -55,6 +55,157 @@ pub struct Config {
     /// The cameras to pull.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// Object detection on sampled frames. Absent: the default model on every camera.
+    #[serde(default)]
+    pub detect: DetectConfig,
+    /// Event snapshots, clips and retention.
+    #[serde(default)]
+    pub events: EventsConfig,
+    /// Hygiene rules. Absent: the built-in rules the default model can check
+    /// (animals in the kitchen, phone use).
+    #[serde(default)]
+    pub rules: Option<Vec<crate::rules::RuleConfig>>,
+}
+
+/// `[detect]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Whether detection runs. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Model manifest. Default `models/nanodet-g-416.toml`.
+    #[serde(default = "default_model")]
+    pub model: PathBuf,
+    /// ONNX Runtime library (`libonnxruntime.so.1.32.0`). Default: ORT_DYLIB_PATH, then
+    /// `.tools/onnxruntime/libonnxruntime.so.1.32.0`.
+    #[serde(default)]
+    pub ort_library: Option<PathBuf>,
+    /// Pictures analysed per second per camera. Default 2.
+    #[serde(default = "default_detect_fps")]
+    pub fps: f64,
+    /// `all` (decode every frame, sample at `fps`) or `keyframes` (decode keyframes only). Default `all`.
+    #[serde(default)]
+    pub decode: crate::sampler::DecodeMode,
+    /// ONNX Runtime intra-op threads per worker. Default 1.
+    #[serde(default = "default_one")]
+    pub threads: usize,
+    /// Inference workers shared by all cameras. Default 1.
+    #[serde(default = "default_one")]
+    pub workers: usize,
+    /// Cameras to analyse; empty means all. Default empty.
+    #[serde(default)]
+    pub cameras: Vec<String>,
+}
+
+/// `[events]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Seconds of video kept before an event in its clip. Default 5.
+    #[serde(default = "default_pre_roll")]
+    pub pre_roll_s: f64,
+    /// Seconds of video kept after an event ends. Default 10.
+    #[serde(default = "default_post_roll")]
+    pub post_roll_s: f64,
+    /// Longest clip in seconds; an event that lasts longer is cut here. Default 120.
+    #[serde(default = "default_max_clip")]
+    pub max_clip_s: f64,
+    /// Days events are kept. Default 30.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: f64,
+    /// Most bytes of snapshots and clips; the oldest go first. Default 10 GiB.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Free space kept on the data disk; the oldest events go first. Default 1 GiB.
+    #[serde(default = "default_min_free_bytes")]
+    pub min_free_bytes: u64,
+}
+
+fn default_model() -> PathBuf {
+    "models/nanodet-g-416.toml".into()
+}
+fn default_detect_fps() -> f64 {
+    2.0
+}
+fn default_one() -> usize {
+    1
+}
+fn default_pre_roll() -> f64 {
+    5.0
+}
+fn default_post_roll() -> f64 {
+    10.0
+}
+fn default_max_clip() -> f64 {
+    120.0
+}
+fn default_retention_days() -> f64 {
+    30.0
+}
+fn default_max_bytes() -> u64 {
+    10 << 30
+}
+fn default_min_free_bytes() -> u64 {
+    1 << 30
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model: default_model(),
+            ort_library: None,
+            fps: default_detect_fps(),
+            decode: crate::sampler::DecodeMode::All,
+            threads: 1,
+            workers: 1,
+            cameras: Vec::new(),
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            pre_roll_s: default_pre_roll(),
+            post_roll_s: default_post_roll(),
+            max_clip_s: default_max_clip(),
+            retention_days: default_retention_days(),
+            max_bytes: default_max_bytes(),
+            min_free_bytes: default_min_free_bytes(),
+        }
+    }
+}
+
+/// The rules used when the config has no `[[rules]]`.
+pub const DEFAULT_RULES: &str = r#"
+[[rules]]
+id = "animal_in_kitchen"
+kind = "presence"
+subject = "animal"
+min_duration_s = 2.0
+cooldown_s = 60.0
+severity = "critical"
+
+[[rules]]
+id = "phone_use"
+kind = "proximity"
+subject = "person"
+object = "phone"
+min_duration_s = 3.0
+cooldown_s = 60.0
+severity = "warning"
+"#;
+
+/// Parses [`DEFAULT_RULES`].
+pub fn default_rules() -> Vec<crate::rules::RuleConfig> {
+    #[derive(Deserialize)]
+    struct Rules {
+        rules: Vec<crate::rules::RuleConfig>,
+    }
+    // The text is a constant checked by a unit test.
+    toml::from_str::<Rules>(DEFAULT_RULES).map(|r| r.rules).unwrap_or_default()
 }
 
 /// `[server]`.
@@ -285,6 +436,33 @@ impl Config {
         if !(0.1..=3600.0).contains(&self.ingest.max_backoff_s) {
             return Err(invalid("ingest.max_backoff_s", "must be between 0.1 and 3600 seconds"));
         }
+        let d = &self.detect;
+        if !(d.fps.is_finite() && d.fps > 0.0 && d.fps <= 30.0) {
+            return Err(invalid("detect.fps", "must be above 0 and at most 30"));
+        }
+        if !(1..=16).contains(&d.threads) {
+            return Err(invalid("detect.threads", "must be between 1 and 16"));
+        }
+        if !(1..=16).contains(&d.workers) {
+            return Err(invalid("detect.workers", "must be between 1 and 16"));
+        }
+        let e = &self.events;
+        for (key, v, max) in [
+            ("events.pre_roll_s", e.pre_roll_s, 60.0),
+            ("events.post_roll_s", e.post_roll_s, 120.0),
+            ("events.max_clip_s", e.max_clip_s, 3600.0),
+            ("events.retention_days", e.retention_days, 3650.0),
+        ] {
+            if !(v.is_finite() && (0.0..=max).contains(&v)) {
+                return Err(invalid(key, format!("must be between 0 and {max}")));
+            }
+        }
+        if e.max_clip_s < 1.0 {
+            return Err(invalid("events.max_clip_s", "must be at least 1 second"));
+        }
+        if let Some(rules) = &self.rules {
+            crate::rules::check_unique_ids(rules).map_err(|e| invalid("rules", e.to_string()))?;
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, cam) in self.cameras.iter().enumerate() {
             let ok_id = !cam.id.is_empty()
@@ -303,6 +481,11 @@ impl Config {
                 return Err(invalid(format!("cameras[{i}].name"), "must not be empty"));
             }
             check_rtsp_url(&cam.url).map_err(|m| invalid(format!("cameras[{i}].url"), m))?;
+        }
+        for (i, id) in self.detect.cameras.iter().enumerate() {
+            if !self.cameras.iter().any(|c| &c.id == id) {
+                return Err(invalid(format!("detect.cameras[{i}]"), format!("no camera `{id}` is configured")));
+            }
         }
         Ok(Validated { config: self, listen, udp_listen, candidates })
     }
@@ -401,6 +584,28 @@ url = "rtsp://127.0.0.1:8554/cam1"
         let text = GOOD.replace("data_dir = \"./data\"", "data_dir = 5");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("data_dir"), "{err}");
+    }
+
+    #[test]
+    fn default_rules_parse() {
+        let rules = default_rules();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1].id, "phone_use");
+    }
+
+    #[test]
+    fn detect_and_events_sections_are_checked() {
+        let v = parse(GOOD).expect("valid");
+        assert!(v.config.detect.enabled);
+        assert_eq!(v.config.events.pre_roll_s, 5.0);
+        let bad = format!("{GOOD}\n[detect]\nfps = 0\n");
+        assert!(parse(&bad).unwrap_err().to_string().contains("detect.fps"));
+        let bad = format!("{GOOD}\n[detect]\ncameras = [\"cam9\"]\n");
+        assert!(parse(&bad).unwrap_err().to_string().contains("detect.cameras[0]"));
+        let bad = format!("{GOOD}\n[detect]\ndecode = \"some\"\n");
+        assert!(parse(&bad).unwrap_err().to_string().contains("decode"));
+        let bad = format!("{GOOD}\n[[rules]]\nid = \"a\"\nkind = \"presence\"\nsubject = \"cat\"\nbogus = 1\n");
+        assert!(parse(&bad).unwrap_err().to_string().contains("bogus"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod auth;
 mod error;
+mod events;
 mod whep;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,14 @@ pub struct AppState {
     pub ice_links: Arc<Vec<HeaderValue>>,
     /// When the gateway started.
     pub started: Instant,
+    /// Stored events, when the store opened.
+    pub events: Option<crate::events::Store>,
+    /// New and changed events, for the SSE feed.
+    pub event_feed: tokio::sync::broadcast::Sender<crate::events::Event>,
+    /// Where snapshots and clips live.
+    pub data_dir: std::path::PathBuf,
+    /// Whether detection runs, and why not.
+    pub detect_status: Arc<std::sync::Mutex<serde_json::Value>>,
 }
 
 impl AppState {
@@ -56,6 +65,11 @@ pub fn router(state: AppState) -> Router {
         .route("/cameras/{id}", get(get_camera))
         .route("/cameras/{id}/whep", post(whep::offer).layer(DefaultBodyLimit::max(64 * 1024)))
         .route("/cameras/{id}/whep/{session}", axum::routing::delete(whep::end).patch(whep::patch))
+        .route("/events", get(events::list))
+        .route("/events/stream", get(events::stream))
+        .route("/events/{id}", get(events::get).patch(events::patch))
+        .route("/events/{id}/snapshot.jpg", get(events::snapshot))
+        .route("/events/{id}/clip.mp4", get(events::clip))
         .fallback(|| async { ApiError::not_found("no such API route") })
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
@@ -78,6 +92,7 @@ struct Health {
     cameras: usize,
     cameras_online: usize,
     viewers: usize,
+    detect: serde_json::Value,
 }
 
 async fn health(State(state): State<AppState>) -> axum::Json<Health> {
@@ -89,6 +104,7 @@ async fn health(State(state): State<AppState>) -> axum::Json<Health> {
         cameras: state.cameras.len(),
         cameras_online: online,
         viewers: state.live.viewer_count(),
+        detect: state.detect_status.lock().map(|v| v.clone()).unwrap_or_default(),
     })
 }
 

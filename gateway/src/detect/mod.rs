@@ -7,3 +7,4 @@ pub mod preprocess;
 pub use geometry::{BBox, Detection};
 pub mod model;
 pub mod onnx;
+pub mod service;

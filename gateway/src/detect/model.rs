@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::decode::{DecodeConfig, OutputFormat, Thresholds};
+use super::preprocess::{ChannelOrder, InputSpec, Layout, Placement};
+
 /// Why a model manifest cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -48,36 +51,6 @@ pub enum Format {
     Yolov8,
     /// YOLOX `[1, N, 5 + C]` with grid-relative boxes.
     Yolox,
-}
-
-/// Tensor layout of the input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    /// Channels first.
-    Nchw,
-    /// Channels last.
-    Nhwc,
-}
-
-/// Order of colour channels the model expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelOrder {
-    /// Red, green, blue.
-    Rgb,
-    /// Blue, green, red.
-    Bgr,
-}
-
-/// Where the resized picture sits in the model input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Placement {
-    /// Top-left, padding right and bottom (NanoDet).
-    TopLeft,
-    /// Centred, padding on both sides (YOLO).
-    Center,
 }
 
 /// A model manifest as written in `models/*.toml`.
@@ -213,6 +186,49 @@ impl ModelSpec {
         }
         let model_path = dir.join(&manifest.file);
         Ok(Self { manifest, model_path, labels, roles, class_thresholds })
+    }
+
+    /// How to build the input tensor.
+    pub fn input_spec(&self) -> InputSpec {
+        let m = &self.manifest;
+        let mut spec = if m.letterbox == Placement::TopLeft {
+            InputSpec::nanodet(m.input_width, m.input_height)
+        } else {
+            InputSpec::yolo(m.input_width, m.input_height)
+        };
+        spec.layout = m.layout;
+        spec.channel_order = m.channel_order;
+        spec.mean = m.mean;
+        spec.std = m.std;
+        spec.scale = m.input_scale;
+        spec
+    }
+
+    /// How to read the outputs, with the manifest's thresholds.
+    pub fn decode_config(&self) -> DecodeConfig {
+        let m = &self.manifest;
+        let n = self.labels.len();
+        let format = match m.format {
+            Format::Nanodet => OutputFormat::Nanodet {
+                strides: m.strides.clone(),
+                reg_max: m.reg_max,
+                num_classes: n,
+                center_offset: 0.5,
+            },
+            Format::Yolov5 => OutputFormat::Yolov5 { num_classes: n },
+            Format::Yolov8 => OutputFormat::Yolov8 { num_classes: n },
+            Format::Yolox => OutputFormat::Yolox { strides: m.strides.clone(), num_classes: n },
+        };
+        let mut config = DecodeConfig::new(format, m.input_width, m.input_height);
+        let default = m.thresholds.get("default").copied().unwrap_or(config.thresholds.default);
+        let mut thresholds = Thresholds::new(default);
+        for (i, t) in self.class_thresholds.iter().enumerate() {
+            if *t != default {
+                thresholds = thresholds.with_class(i, *t);
+            }
+        }
+        config.thresholds = thresholds;
+        config
     }
 }
 

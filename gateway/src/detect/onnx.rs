@@ -8,7 +8,8 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use sha2::{Digest, Sha256};
 
-use super::model::{Layout, ModelSpec};
+use super::model::ModelSpec;
+use super::preprocess::Layout;
 
 /// The ONNX Runtime release the gateway is built against.
 pub const ORT_VERSION: &str = "1.32.0";

@@ -1,5 +1,6 @@
 //! Events: violations stored in SQLite with their snapshot and clip, and retention.
 
+pub mod retention;
 mod snapshot;
 mod store;
 

@@ -107,15 +107,17 @@ mod tests {
 
     #[test]
     fn draws_box_and_encodes_jpeg() {
-        let (w, h) = (64u32, 48u32);
+        let (w, h) = (320u32, 240u32);
         let rgb = vec![0u8; (w * h * 3) as usize];
-        let marks = [Mark { bbox: BBox::new(10.0, 10.0, 40.0, 30.0), caption: "cat 0.9".into(), primary: true }];
+        let marks = [Mark { bbox: BBox::new(40.0, 60.0, 200.0, 200.0), caption: "cat 0.9".into(), primary: true }];
         let jpeg = render(&rgb, w, h, w as usize * 3, &marks).expect("jpeg");
         assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
         let img = image::load_from_memory(&jpeg).expect("decodes").to_rgb8();
-        let p = img.get_pixel(25, 30);
-        assert!(p[0] > 150 && p[1] < 100, "box edge is red: {p:?}");
-        assert!(img.get_pixel(25, 20)[0] < 40, "inside stays dark");
+        let p = img.get_pixel(120, 200);
+        assert!(p[0] > 120 && p[0] > p[1] + 60, "box edge is red: {p:?}");
+        assert!(img.get_pixel(120, 150)[0] < 40, "inside stays dark");
+        let band = img.get_pixel(44, 52);
+        assert!(band[0] > 120, "caption band above the box: {band:?}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub(super) fn decode_v5<T: TensorView>(
     for row in matrix_data(t, rows, cols)?.chunks_exact(cols) {
         let obj = row[4];
         // Class scores are at most 1, so a low objectness rules the row out early.
-        if !(obj >= sink.min_score) {
+        if obj.is_nan() || obj < sink.min_score {
             continue;
         }
         if let Some((class_id, score)) = sink.best_class(&row[5..], obj) {

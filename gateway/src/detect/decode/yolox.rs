@@ -30,7 +30,7 @@ pub(super) fn decode<T: TensorView>(
         let level = &data[start * cols..(start + gw * gh) * cols];
         for (i, row) in level.chunks_exact(cols).enumerate() {
             let obj = row[4];
-            if !(obj >= sink.min_score) {
+            if obj.is_nan() || obj < sink.min_score {
                 continue;
             }
             let Some((class_id, score)) = sink.best_class(&row[5..], obj) else {

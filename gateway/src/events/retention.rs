@@ -1,0 +1,138 @@
+//! Retention: events older than the limit go, and the oldest go first when the stored
+//! bytes exceed the budget or the disk runs low, so recording never stops on a full disk.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Store;
+
+/// Limits retention enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Events older than this are deleted.
+    pub max_age: Duration,
+    /// Most bytes of snapshots and clips.
+    pub max_bytes: u64,
+    /// Free space to keep on the data disk.
+    pub min_free_bytes: u64,
+}
+
+/// Free bytes on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// One retention pass; returns how many events were deleted.
+pub async fn enforce(store: &Store, data_dir: &Path, limits: Limits) -> Result<usize, super::StoreError> {
+    let mut deleted = 0;
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let cutoff = now_ms - limits.max_age.as_millis() as i64;
+    loop {
+        let batch = store.oldest(100, Some(cutoff)).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for (id, files, _) in batch {
+            remove(store, data_dir, id, files).await?;
+            deleted += 1;
+        }
+    }
+    loop {
+        let over_budget = store.total_bytes().await? > limits.max_bytes;
+        let low_disk = free_bytes(data_dir).is_some_and(|f| f < limits.min_free_bytes);
+        if !over_budget && !low_disk {
+            break;
+        }
+        let batch = store.oldest(10, None).await?;
+        if batch.is_empty() {
+            if low_disk {
+                warn!(dir = %data_dir.display(), "the data disk is low on space and no event is left to delete");
+            }
+            break;
+        }
+        for (id, files, _) in batch {
+            remove(store, data_dir, id, files).await?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+async fn remove(store: &Store, data_dir: &Path, id: i64, files: super::EventFiles) -> Result<(), super::StoreError> {
+    for rel in [files.snapshot, files.clip].into_iter().flatten() {
+        let path: PathBuf = data_dir.join(rel);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(path = %path.display(), error = %e, "cannot delete an expired file");
+        }
+    }
+    store.delete(id).await
+}
+
+/// Runs retention every `every` until `cancel`.
+pub async fn run(store: Store, data_dir: PathBuf, limits: Limits, every: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        match enforce(&store, &data_dir, limits).await {
+            Ok(0) => {}
+            Ok(n) => info!(deleted = n, "retention removed old events"),
+            Err(e) => warn!(error = %e, "retention failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::NewEvent;
+
+    #[tokio::test]
+    async fn oldest_go_first_when_over_budget_and_too_old_go_anyway() {
+        let dir = std::env::temp_dir().join(format!("mingchu-retention-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("snapshots")).expect("dir");
+        let store = Store::open(&dir).expect("open");
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
+        let mut ids = Vec::new();
+        for (i, age_days) in [40i64, 3, 2, 1].iter().enumerate() {
+            let id = store
+                .insert(NewEvent {
+                    camera: "cam1".into(),
+                    rule: "r".into(),
+                    kind: "presence".into(),
+                    severity: "warning".into(),
+                    track: i as i64,
+                    start_ms: now_ms - age_days * 86_400_000,
+                    confidence: 0.5,
+                })
+                .await
+                .expect("insert");
+            let rel = format!("snapshots/{id}.jpg");
+            std::fs::write(dir.join(&rel), vec![0u8; 1000]).expect("write");
+            store.set_snapshot(id, rel, 1000).await.expect("snapshot");
+            store.set_clip(id, None, 0, 0.0).await.expect("clip state");
+            ids.push(id);
+        }
+        let limits = Limits { max_age: Duration::from_secs(30 * 86_400), max_bytes: 2000, min_free_bytes: 0 };
+        let deleted = enforce(&store, &dir, limits).await.expect("enforce");
+        assert_eq!(deleted, 2, "the 40-day-old one by age, then the oldest over budget");
+        assert!(store.get(ids[0]).await.expect("get").is_none());
+        assert!(store.get(ids[1]).await.expect("get").is_none());
+        assert!(store.get(ids[3]).await.expect("get").is_some());
+        assert!(!dir.join(format!("snapshots/{}.jpg", ids[1])).exists(), "files go with the rows");
+        assert!(free_bytes(&dir).is_some());
+    }
+}
