@@ -106,12 +106,15 @@ impl Camera {
         self.state().mounted = mounted;
     }
 
+    /// Current picture size (width, height).
+    pub fn size(&self) -> (u32, u32) {
+        let s = self.state();
+        (s.width, s.height)
+    }
+
     /// Raw caps for the current picture size.
     pub fn raw_caps(&self) -> Option<gst::Caps> {
-        let (w, h) = {
-            let s = self.state();
-            (s.width, s.height)
-        };
+        let (w, h) = self.size();
         let text = pipeline::raw_caps(w, h, self.fps);
         match text.parse::<gst::Caps>() {
             Ok(caps) => Some(caps),

@@ -16,6 +16,7 @@ use tracing::info;
 use crate::camera::CameraSnapshot;
 use crate::faults::FaultKind;
 use crate::pipeline::validate_size;
+use crate::scene_feed::SceneStatus;
 use crate::server::{ServerError, SimServer};
 
 /// Fault length when `secs` is not given.
@@ -34,6 +35,7 @@ pub fn router(sim: Arc<SimServer>) -> Router {
         .route("/cameras/{name}/faults/drop", post(drop_clients))
         .route("/cameras/{name}/faults/offline", post(offline))
         .route("/cameras/{name}/resolution", post(resolution))
+        .route("/cameras/{name}/scene", post(seek_scene))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -110,6 +112,31 @@ struct SizeQuery {
     height: u32,
 }
 
+#[derive(Debug, Deserialize)]
+struct SeekQuery {
+    t: f64,
+}
+
+/// A camera's place in the scene it plays.
+#[derive(Debug, Serialize)]
+struct SceneView {
+    name: String,
+    time_s: f64,
+    duration_s: f64,
+    showing: Vec<String>,
+}
+
+impl From<SceneStatus> for SceneView {
+    fn from(s: SceneStatus) -> Self {
+        Self {
+            name: s.scene,
+            time_s: s.time_s,
+            duration_s: s.duration_s,
+            showing: s.showing,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct FaultView {
     kind: FaultKind,
@@ -126,13 +153,21 @@ struct CameraView {
     online: bool,
     clients: usize,
     faults: Vec<FaultView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scene: Option<SceneView>,
 }
 
 impl CameraView {
-    fn new(snapshot: CameraSnapshot, url: String, clients: usize) -> Self {
+    fn new(
+        snapshot: CameraSnapshot,
+        url: String,
+        clients: usize,
+        scene: Option<SceneStatus>,
+    ) -> Self {
         Self {
             url,
             clients,
+            scene: scene.map(SceneView::from),
             faults: snapshot
                 .faults
                 .iter()
@@ -156,7 +191,10 @@ async fn camera_views(sim: &SimServer) -> Result<Vec<CameraView>, ApiError> {
     Ok(sim
         .cameras()
         .zip(counts)
-        .map(|(c, clients)| CameraView::new(c.snapshot(now), sim.url(c), clients))
+        .map(|(c, clients)| {
+            let scene = sim.scene_status(c.name()).ok().flatten();
+            CameraView::new(c.snapshot(now), sim.url(c), clients, scene)
+        })
         .collect())
 }
 
@@ -256,4 +294,27 @@ async fn resolution(
         "height": height,
         "running_media": updated,
     })))
+}
+
+async fn seek_scene(
+    State(sim): Sim,
+    Path(name): Path<String>,
+    query: Result<Query<SeekQuery>, QueryRejection>,
+) -> ApiResult {
+    sim.camera(&name)?;
+    let Query(SeekQuery { t }) = query?;
+    if !t.is_finite() {
+        return Err(ApiError::bad_request(format!(
+            "t must be a number, got {t}"
+        )));
+    }
+    let status = sim.scene_seek(&name, t)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no scene is playing (start with --scene)",
+        )
+    })?;
+    Ok(Json(
+        json!({ "camera": name, "scene": SceneView::from(status) }),
+    ))
 }

@@ -7,6 +7,8 @@ mod faults;
 mod filesource;
 mod pipeline;
 mod probe;
+mod scene;
+mod scene_feed;
 mod server;
 mod stamp;
 
@@ -21,7 +23,8 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::pipeline::VideoSettings;
-use crate::server::{ServerConfig, SimServer};
+use crate::scene::SceneMedia;
+use crate::server::{SceneConfig, ServerConfig, SimServer};
 
 /// Command line of `camera-sim`.
 #[derive(Debug, Parser)]
@@ -55,8 +58,24 @@ struct Cli {
     #[arg(long, default_value_t = 1)]
     first_index: u32,
     /// Loop this video file instead of test patterns.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "scene")]
     video_file: Option<PathBuf>,
+    /// Play a scripted scene of real photos instead of test patterns: a built-in
+    /// scene (default, gallery) or a scene TOML file (see camera-sim/scenes/README.md).
+    #[arg(long, value_name = "NAME|PATH")]
+    scene: Option<String>,
+    /// Directory with the scene photos (fill it with camera-sim/fetch-photos.sh).
+    #[arg(long, value_name = "DIR", default_value = ".tools/photos")]
+    photos: PathBuf,
+    /// Stagger cameras in the scene: camera N (counting from 0) starts N times this
+    /// many seconds into it; 0 plays the scene in sync on every camera.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    scene_offset_s: f64,
 }
 
 #[tokio::main]
@@ -82,12 +101,29 @@ async fn main() -> anyhow::Result<()> {
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid video settings")?;
+    if !cli.scene_offset_s.is_finite() {
+        anyhow::bail!("--scene-offset-s must be a number");
+    }
+    let scene = match &cli.scene {
+        Some(spec) => {
+            let (spec, photos) = (spec.clone(), cli.photos.clone());
+            let media = tokio::task::spawn_blocking(move || SceneMedia::load(&spec, &photos))
+                .await
+                .context("scene loading task failed")??;
+            Some(SceneConfig {
+                media: Arc::new(media),
+                offset_step_s: cli.scene_offset_s,
+            })
+        }
+        None => None,
+    };
     let config = ServerConfig {
         listen: cli.listen,
         cameras: cli.cameras,
         first_index: cli.first_index,
         video,
         video_file: cli.video_file,
+        scene,
     };
     let sim = Arc::new(
         tokio::task::spawn_blocking(move || SimServer::start(&config))

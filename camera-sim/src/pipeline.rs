@@ -9,7 +9,7 @@ pub const CAPS_ELEMENT: &str = "caps";
 pub const ENCODER_ELEMENT: &str = "enc";
 /// Name of the RTP payloader; its sink pad carries whole access units.
 pub const PAYLOADER_ELEMENT: &str = "pay0";
-/// Name of the appsrc that file-backed cameras read decoded frames from.
+/// Name of the appsrc that file- and scene-backed cameras read pictures from.
 pub const APPSRC_ELEMENT: &str = "src";
 
 /// Test patterns handed out to cameras in turn, so streams are easy to tell apart.
@@ -73,6 +73,8 @@ pub enum Source {
     TestPattern,
     /// Frames pushed by the shared file decoder into an appsrc.
     File,
+    /// Scene pictures pushed into an appsrc by the scene player.
+    Scene,
 }
 
 /// Which optional overlay elements are installed (they live in the pango plugin).
@@ -114,8 +116,10 @@ pub fn launch_line(
                 "videotestsrc is-live=true pattern={pattern} horizontal-speed={speed}"
             ));
         }
-        Source::File => {
-            // Leaky so a stalled encoder never backs frames up into the shared decoder.
+        Source::File | Source::Scene => {
+            // Leaky so a stalled encoder never backs frames up into the shared decoder
+            // or the scene player. Scene pictures already have the right format and
+            // size, so the three converters below pass them through untouched.
             parts.push(format!(
                 "appsrc name={APPSRC_ELEMENT} is-live=true format=time do-timestamp=true \
                  max-buffers=2 leaky-type=downstream"
@@ -231,6 +235,18 @@ mod tests {
         assert!(line.starts_with("( appsrc name=src is-live=true"));
         assert!(!line.contains("overlay"));
         assert!(!line.contains("videotestsrc"));
+    }
+
+    #[test]
+    fn scene_line_reads_appsrc() {
+        let overlays = Overlays {
+            text: true,
+            clock: true,
+        };
+        let line = launch_line(&SETTINGS, 0, "cam1", Source::Scene, overlays);
+        assert!(line.starts_with("( appsrc name=src is-live=true"));
+        assert!(line.contains("textoverlay text=cam1"));
+        assert!(line.contains("clockoverlay"));
     }
 
     #[test]

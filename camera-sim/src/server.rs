@@ -25,6 +25,8 @@ use crate::faults::FaultKind;
 use crate::filesource::{FileFeed, FileSource};
 use crate::pipeline::{self, Overlays, Source, VideoSettings};
 use crate::probe;
+use crate::scene::SceneMedia;
+use crate::scene_feed::{SceneFeed, ScenePlayer, SceneStatus};
 
 /// How often an offline camera checks whether it may come back.
 const REMOUNT_POLL: Duration = Duration::from_millis(50);
@@ -44,6 +46,24 @@ pub struct ServerConfig {
     pub video: VideoSettings,
     /// Optional file to loop instead of test patterns.
     pub video_file: Option<PathBuf>,
+    /// Optional scene to play instead of test patterns (not together with `video_file`).
+    pub scene: Option<SceneConfig>,
+}
+
+/// A scene for every camera.
+#[derive(Clone, Debug)]
+pub struct SceneConfig {
+    /// The loaded scene.
+    pub media: Arc<SceneMedia>,
+    /// Camera `i` (counting from 0) starts `i * offset_step_s` seconds into the scene.
+    pub offset_step_s: f64,
+}
+
+/// Where a camera's appsrc gets its pictures.
+#[derive(Clone, Debug)]
+enum Feed {
+    File(Arc<FileFeed>),
+    Scene(Arc<SceneFeed>),
 }
 
 /// Errors from starting or commanding the RTSP server.
@@ -86,6 +106,7 @@ pub struct SimServer {
     entries: Vec<Arc<Entry>>,
     base_url: String,
     file: Mutex<Option<FileSource>>,
+    scene: Option<Arc<ScenePlayer>>,
 }
 
 impl SimServer {
@@ -105,18 +126,52 @@ impl SimServer {
             );
         }
 
+        if config.video_file.is_some() && config.scene.is_some() {
+            return Err(start_err(
+                &"a video file and a scene cannot be played together",
+            ));
+        }
         let file = config
             .video_file
             .as_deref()
             .map(FileSource::start)
             .transpose()
             .map_err(|e| start_err(&e))?;
-        let feed = file.as_ref().map(FileSource::feed);
         let source = if file.is_some() {
             Source::File
+        } else if config.scene.is_some() {
+            Source::Scene
         } else {
             Source::TestPattern
         };
+
+        let mut cameras = Vec::new();
+        for i in 0..config.cameras {
+            let number = config
+                .first_index
+                .checked_add(i)
+                .ok_or_else(|| start_err(&"camera index overflows"))?;
+            cameras.push(Arc::new(Camera::new(
+                format!("cam{number}"),
+                config.video.width,
+                config.video.height,
+                config.video.fps,
+            )));
+        }
+        let scene = config
+            .scene
+            .as_ref()
+            .map(|sc| {
+                ScenePlayer::start(
+                    sc.media.clone(),
+                    &cameras,
+                    sc.offset_step_s,
+                    config.video.fps,
+                )
+            })
+            .transpose()
+            .map_err(|e| start_err(&e))?
+            .map(Arc::new);
 
         let ctx = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&ctx), false);
@@ -128,27 +183,20 @@ impl SimServer {
             .ok_or_else(|| start_err(&"server has no mount points"))?;
 
         let mut entries = Vec::new();
-        for i in 0..config.cameras {
-            let number = config
-                .first_index
-                .checked_add(i)
-                .ok_or_else(|| start_err(&"camera index overflows"))?;
-            let camera = Arc::new(Camera::new(
-                format!("cam{number}"),
-                config.video.width,
-                config.video.height,
-                config.video.fps,
-            ));
-            let launch =
-                pipeline::launch_line(&config.video, i as usize, camera.name(), source, overlays);
+        for (i, camera) in cameras.into_iter().enumerate() {
+            let launch = pipeline::launch_line(&config.video, i, camera.name(), source, overlays);
             debug!(camera = camera.name(), %launch, "media factory");
             let factory = RTSPMediaFactory::new();
             factory.set_launch(&launch);
             factory.set_shared(true);
             let cam = camera.clone();
-            let feed = feed.clone();
+            let feed = match (&file, &scene) {
+                (Some(file), _) => Some(Feed::File(file.feed())),
+                (None, Some(player)) => player.feed(i).map(Feed::Scene),
+                (None, None) => None,
+            };
             factory.connect_media_configure(move |_, media| {
-                configure_media(&cam, feed.as_deref(), media);
+                configure_media(&cam, feed.as_ref(), media);
             });
             mounts.add_factory(camera.path(), factory.clone());
             entries.push(Arc::new(Entry { camera, factory }));
@@ -187,7 +235,20 @@ impl SimServer {
             entries,
             base_url,
             file: Mutex::new(file),
+            scene,
         })
+    }
+
+    /// Where camera `name` is in the scene; `None` when no scene plays.
+    pub fn scene_status(&self, name: &str) -> Result<Option<SceneStatus>, ServerError> {
+        self.entry(name)?;
+        Ok(self.scene.as_ref().and_then(|p| p.status(name)))
+    }
+
+    /// Moves camera `name` to scene time `t` seconds; `None` when no scene plays.
+    pub fn scene_seek(&self, name: &str, t: f64) -> Result<Option<SceneStatus>, ServerError> {
+        self.entry(name)?;
+        Ok(self.scene.as_ref().and_then(|p| p.seek(name, t)))
     }
 
     /// `rtsp://host:port` of the bound server.
@@ -344,11 +405,14 @@ impl SimServer {
         if let Some(file) = file {
             let _ = tokio::task::spawn_blocking(move || file.stop()).await;
         }
+        if let Some(player) = self.scene.clone() {
+            let _ = tokio::task::spawn_blocking(move || player.stop()).await;
+        }
     }
 }
 
 /// Hooks a camera's freshly built media: current size, probe, and registration.
-fn configure_media(camera: &Arc<Camera>, feed: Option<&FileFeed>, media: &RTSPMedia) {
+fn configure_media(camera: &Arc<Camera>, feed: Option<&Feed>, media: &RTSPMedia) {
     let Ok(bin) = media.element().downcast::<gst::Bin>() else {
         warn!(camera = camera.name(), "media element is not a bin");
         return;
@@ -378,8 +442,11 @@ fn configure_media(camera: &Arc<Camera>, feed: Option<&FileFeed>, media: &RTSPMe
             .by_name(pipeline::APPSRC_ELEMENT)
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
         {
-            Some(src) => feed.attach(&src),
-            None => warn!(camera = camera.name(), "file-backed media lacks appsrc"),
+            Some(src) => match feed {
+                Feed::File(feed) => feed.attach(&src),
+                Feed::Scene(feed) => feed.attach(&src),
+            },
+            None => warn!(camera = camera.name(), "appsrc-backed media lacks appsrc"),
         }
     }
     info!(camera = camera.name(), "media created");

@@ -28,6 +28,8 @@ pub struct Outputs {
     pub feed: broadcast::Sender<Event>,
     /// Where snapshots go.
     pub data_dir: PathBuf,
+    /// Counts violations started.
+    pub violations: prometheus_client::metrics::counter::Counter,
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -134,6 +136,7 @@ async fn started(
         })
         .await?;
     ids.insert(v.id, id);
+    out.violations.inc();
     info!(camera = %out.camera, event = id, rule = %v.rule_id, confidence = v.peak_confidence, "violation");
     if out.clips.try_send(ClipCommand::Start { event_id: id, start: v.started_at }).is_err() {
         warn!(camera = %out.camera, event = id, "clip recorder busy; this event has no clip");

@@ -85,7 +85,7 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
             shutdown.child_token(),
         ));
         if config.detect.enabled {
-            match start_detection(&config, &cameras, store, &event_feed, &mut tasks, &shutdown) {
+            match start_detection(&config, &cameras, store, &event_feed, &metrics, &mut tasks, &shutdown) {
                 Ok((p, status)) => {
                     pool = Some(p);
                     *detect_status.lock().unwrap_or_else(|p| p.into_inner()) = status;
@@ -156,6 +156,7 @@ fn start_detection(
     cameras: &Cameras,
     store: &Store,
     feed: &tokio::sync::broadcast::Sender<crate::events::Event>,
+    metrics: &Metrics,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> Result<(Arc<DetectPool>, serde_json::Value), DetectStartError> {
@@ -168,7 +169,7 @@ fn start_detection(
     for _ in 0..d.workers {
         detectors.push(Detector::open(env, &spec, d.threads).map_err(|e| DetectStartError::Unavailable(e.to_string()))?);
     }
-    let pool = DetectPool::start(detectors);
+    let pool = DetectPool::start(detectors, metrics.detect.clone());
     let clips = ClipSettings {
         pre_roll: std::time::Duration::from_secs_f64(config.events.pre_roll_s),
         post_roll: std::time::Duration::from_secs_f64(config.events.post_roll_s),
@@ -206,6 +207,7 @@ fn start_detection(
             clips: clip_tx,
             feed: feed.clone(),
             data_dir: config.server.data_dir.clone(),
+            violations: metrics.detect.violations.clone(),
         };
         tasks.spawn(crate::analysis::run(outputs, rules.clone(), results, shutdown.child_token()));
         analysed.push(id.clone());

@@ -32,6 +32,21 @@ pub struct Metrics {
     viewers: Family<CameraLabel, Gauge>,
     drops: Family<ConsumerLabel, Counter>,
     whep_rejected: Counter,
+    /// Detection counters, shared with the inference pool.
+    pub detect: DetectMetrics,
+}
+
+/// Detection counters.
+#[derive(Clone, Default)]
+pub struct DetectMetrics {
+    /// Pictures analysed.
+    pub frames: Counter,
+    /// Pictures replaced before the detector got to them (detector busy).
+    pub skipped: Counter,
+    /// Seconds spent in preprocess + inference + decode.
+    pub seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// Violations started.
+    pub violations: Counter,
 }
 
 /// Per-camera handles, looked up once so the frame path does no hashing.
@@ -82,7 +97,12 @@ impl Metrics {
             drops.clone(),
         );
         registry.register("whep_rejected", "WHEP offers rejected as malformed", whep_rejected.clone());
-        Self { registry, frames_in, bytes_in, reconnects, online, viewers, drops, whep_rejected }
+        let detect = DetectMetrics::default();
+        registry.register("detect_frames", "Pictures analysed by the detector", detect.frames.clone());
+        registry.register("detect_skipped", "Pictures replaced by a newer one before analysis", detect.skipped.clone());
+        registry.register("detect_seconds", "Time spent preprocessing, running and decoding the model", detect.seconds.clone());
+        registry.register("violations", "Hygiene violations started", detect.violations.clone());
+        Self { registry, frames_in, bytes_in, reconnects, online, viewers, drops, whep_rejected, detect }
     }
 
     /// Handles for one camera.

@@ -23,6 +23,21 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Config lines that turn detection on with the default model installed by `./dev.sh setup`.
+pub fn detect_config() -> String {
+    let root = repo_root();
+    format!(
+        "[detect]\nmodel = \"{}\"\nort_library = \"{}\"\n",
+        root.join("models/nanodet-g-416.toml").display(),
+        root.join(".tools/onnxruntime/libonnxruntime.so.1.32.0").display()
+    )
+}
+
 /// A free loopback TCP port.
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free TCP port")
@@ -143,11 +158,13 @@ pub struct SimOptions {
     pub bitrate_kbps: u32,
     /// RTSP port; 0 picks one.
     pub rtsp_port: u16,
+    /// Scene to play instead of the test pattern (`default` or a file).
+    pub scene: Option<String>,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        Self { cameras: 1, first_index: 1, fps: 25, gop: 50, width: 640, height: 360, bitrate_kbps: 800, rtsp_port: 0 }
+        Self { cameras: 1, first_index: 1, fps: 25, gop: 50, width: 640, height: 360, bitrate_kbps: 800, rtsp_port: 0, scene: None }
     }
 }
 
@@ -166,6 +183,9 @@ impl Sim {
             .args(["--width", &opts.width.to_string()])
             .args(["--height", &opts.height.to_string()])
             .args(["--bitrate-kbps", &opts.bitrate_kbps.to_string()]);
+        if let Some(scene) = &opts.scene {
+            cmd.args(["--scene", scene]).arg("--photos").arg(repo_root().join(".tools/photos"));
+        }
         let proc = Proc::spawn("camera-sim", cmd, "camera-sim ready", Duration::from_secs(20))?;
         Ok(Self { proc, rtsp_port, control: Some(control) })
     }
@@ -253,6 +273,11 @@ impl Gateway {
     /// Starts mingchu with the config text.
     pub fn start_with(config: &str, http_port: u16) -> anyhow::Result<Self> {
         let dir = tempdir::TempDir::new("mingchu-e2e")?;
+        Self::start_in(dir, config, http_port)
+    }
+
+    /// Starts mingchu with the config text in `dir` (its data dir is `dir/data`).
+    pub fn start_in(dir: tempdir::TempDir, config: &str, http_port: u16) -> anyhow::Result<Self> {
         let path = dir.path().join("mingchu.toml");
         std::fs::write(&path, config)?;
         let mut cmd = Command::new(binary("mingchu"));
@@ -264,7 +289,8 @@ impl Gateway {
 
     /// Starts mingchu for `cameras`.
     pub fn start(cameras: &[(&str, String)]) -> anyhow::Result<Self> {
-        let (config, port) = Self::config(cameras, "");
+        // Relay tests measure the relay alone.
+        let (config, port) = Self::config(cameras, "[detect]\nenabled = false\n");
         Self::start_with(&config, port)
     }
 

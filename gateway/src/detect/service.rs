@@ -1,7 +1,7 @@
 //! The inference pool: one bounded slot per camera (the newest picture wins, never a
 //! backlog) and worker threads that run the model on whichever camera waited longest.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use super::model::ModelSpec;
 use super::onnx::{OnnxError, OnnxModel};
 use super::preprocess::{InputSpec, preprocess};
 use super::Detection;
+use crate::metrics::DetectMetrics;
 use crate::sampler::Picture;
 
 /// One picture with what the model saw in it.
@@ -114,17 +115,12 @@ struct Shared {
 /// The pool: cameras submit pictures, workers answer on each camera's channel.
 pub struct DetectPool {
     shared: Arc<Shared>,
-    /// Pictures replaced before a worker took them (the detector was busy).
-    pub skipped: Arc<AtomicU64>,
-    /// Pictures analysed.
-    pub analysed: Arc<AtomicU64>,
-    /// Sum of inference times in microseconds.
-    pub infer_us: Arc<AtomicU64>,
+    metrics: DetectMetrics,
 }
 
 impl DetectPool {
     /// Starts one worker thread per detector.
-    pub fn start(detectors: Vec<Detector>) -> Arc<Self> {
+    pub fn start(detectors: Vec<Detector>, metrics: DetectMetrics) -> Arc<Self> {
         let shared = Arc::new(Shared {
             slots: Mutex::new(Vec::new()),
             ready: Condvar::new(),
@@ -132,9 +128,7 @@ impl DetectPool {
         });
         let pool = Arc::new(Self {
             shared: shared.clone(),
-            skipped: Arc::new(AtomicU64::new(0)),
-            analysed: Arc::new(AtomicU64::new(0)),
-            infer_us: Arc::new(AtomicU64::new(0)),
+            metrics,
         });
         for (i, mut det) in detectors.into_iter().enumerate() {
             let pool = pool.clone();
@@ -159,7 +153,7 @@ impl DetectPool {
         let mut slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = slots.get_mut(slot) {
             if s.picture.replace((picture, Instant::now())).is_some() {
-                self.skipped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.skipped.inc();
             }
             self.shared.ready.notify_one();
         }
@@ -199,8 +193,8 @@ impl DetectPool {
             match det.detect(&picture.rgb, picture.width, picture.height, picture.stride, &mut out) {
                 Ok(_) => {
                     let infer_time = started.elapsed();
-                    self.analysed.fetch_add(1, Ordering::Relaxed);
-                    self.infer_us.fetch_add(infer_time.as_micros() as u64, Ordering::Relaxed);
+                    self.metrics.frames.inc();
+                    self.metrics.seconds.inc_by(infer_time.as_secs_f64());
                     let analysis = Analysis { picture: Arc::new(picture), detections: out.clone(), infer_time };
                     // A camera whose analysis task is behind loses this result, not the pool.
                     let _ = results.try_send(analysis);

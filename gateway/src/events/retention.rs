@@ -45,22 +45,26 @@ pub async fn enforce(store: &Store, data_dir: &Path, limits: Limits) -> Result<u
             deleted += 1;
         }
     }
-    loop {
-        let over_budget = store.total_bytes().await? > limits.max_bytes;
-        let low_disk = free_bytes(data_dir).is_some_and(|f| f < limits.min_free_bytes);
-        if !over_budget && !low_disk {
+    let mut total = store.total_bytes().await?;
+    'budget: loop {
+        let low_disk = || free_bytes(data_dir).is_some_and(|f| f < limits.min_free_bytes);
+        if total <= limits.max_bytes && !low_disk() {
             break;
         }
         let batch = store.oldest(10, None).await?;
         if batch.is_empty() {
-            if low_disk {
+            if low_disk() {
                 warn!(dir = %data_dir.display(), "the data disk is low on space and no event is left to delete");
             }
             break;
         }
-        for (id, files, _) in batch {
+        for (id, files, bytes) in batch {
             remove(store, data_dir, id, files).await?;
             deleted += 1;
+            total = total.saturating_sub(bytes);
+            if total <= limits.max_bytes && !low_disk() {
+                break 'budget;
+            }
         }
     }
     Ok(deleted)
