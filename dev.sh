@@ -4,7 +4,7 @@
 #   ./dev.sh test   set up, then build and run every test
 # Other:
 #   ./dev.sh setup  only install what is missing
-#   ./dev.sh bench  run the relay benchmark (writes target/bench/relay.md)
+#   ./dev.sh bench  run the relay and detection benchmarks (target/bench/*.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -112,7 +112,10 @@ TOML
   fi
   token=$(sed -n 's/^admin_token = "\(.*\)"/\1/p' data/demo.toml)
   trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
-  ./target/release/camera-sim --listen 127.0.0.1:8554 --cameras 4 --control 127.0.0.1:8555 &
+  # Every camera plays the built-in kitchen scene (a person with a phone, then a cat),
+  # staggered so events keep coming; the gateway runs the default model on each.
+  ./target/release/camera-sim --listen 127.0.0.1:8554 --cameras 4 --control 127.0.0.1:8555 \
+    --scene default --scene-offset-s 15 &
   sleep 1
   ./target/release/mingchu --config data/demo.toml &
   sleep 1
@@ -133,6 +136,7 @@ bench() {
   setup
   cargo build --release --locked --workspace --bins
   cargo bench --locked -p mingchu-e2e --bench relay
+  cargo bench --locked -p mingchu-e2e --bench detect
 }
 
 case "${1:-}" in

@@ -7,14 +7,23 @@ use axum::response::Response;
 
 use super::{ApiError, AppState};
 
-/// Rejects requests without `Authorization: Bearer <admin_token>`.
+/// Rejects requests without `Authorization: Bearer <admin_token>`. Browsers cannot set
+/// that header on `<video src>`, `<img src>` or `EventSource`, so GET requests may carry
+/// the token as `?access_token=` instead.
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let from_query = || {
+        if req.method() != axum::http::Method::GET {
+            return None;
+        }
+        req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("access_token="))
+    };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(str::trim)
+        .or_else(from_query);
     match given {
         Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => Ok(next.run(req).await),
         Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not valid")),

@@ -262,11 +262,9 @@ pub fn preprocess(
     if width == 0 || height == 0 {
         return Err(PreprocessError::EmptyPicture { width, height });
     }
-    let row_bytes = (width as usize).checked_mul(3);
-    if row_bytes.is_none_or(|r| stride < r) {
+    let Some(row_bytes) = (width as usize).checked_mul(3).filter(|&r| stride >= r) else {
         return Err(PreprocessError::StrideTooSmall { stride, width });
-    }
-    let row_bytes = width as usize * 3;
+    };
     let needed = stride.checked_mul(height as usize - 1).and_then(|n| n.checked_add(row_bytes));
     if needed.is_none_or(|n| rgb.len() < n) {
         return Err(PreprocessError::BufferTooShort {

@@ -122,6 +122,9 @@ pub struct Filter {
     pub limit: Option<u32>,
     /// Only events with an id below this (paging newest first).
     pub before_id: Option<i64>,
+    /// The API token when a browser passes it in the URL; checked by the auth layer.
+    #[serde(default, rename = "access_token")]
+    pub _access_token: Option<String>,
 }
 
 /// Stored files of an event, for serving and retention.
