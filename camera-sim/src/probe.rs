@@ -22,10 +22,10 @@ pub fn install(pad: &gst::Pad, camera: Arc<Camera>) {
         };
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         let corrupt = match camera.with_faults(|f| f.on_access_unit(Instant::now(), keyframe)) {
-            Verdict::Drop => return gst::PadProbeReturn::Drop,
+            Verdict::Drop => return swallow(info),
             Verdict::DropAndRequestKeyframe => {
                 camera.request_keyframe();
-                return gst::PadProbeReturn::Drop;
+                return swallow(info);
             }
             Verdict::Forward { corrupt } => corrupt,
         };
@@ -57,4 +57,15 @@ pub fn install(pad: &gst::Pad, camera: Arc<Camera>) {
         info.data = Some(gst::PadProbeData::Buffer(out));
         gst::PadProbeReturn::Ok
     });
+}
+
+/// Drops the probed buffer by consuming it here and reporting it handled.
+///
+/// Returning `Drop` instead makes gstreamer-rs take the buffer out of the probe
+/// info, and GStreamer before 1.24.8 then unrefs the NULL left behind, printing
+/// a `gst_mini_object_unref` critical for every dropped unit.
+fn swallow(info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
+    info.data = None;
+    info.flow_res = Ok(gst::FlowSuccess::Ok);
+    gst::PadProbeReturn::Handled
 }

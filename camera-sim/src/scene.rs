@@ -348,7 +348,7 @@ impl SceneMedia {
             let th = ((item.height * f64::from(height)).round() as u32).max(1);
             let aspect = f64::from(photo.width()) / f64::from(photo.height());
             let tw = ((f64::from(th) * aspect).round() as u32).max(1);
-            let scaled = imageops::resize(photo, tw, th, FilterType::CatmullRom);
+            let scaled = imageops::resize(photo, tw, th, FilterType::Triangle);
             let x = (item.x * f64::from(width)).round() as i64;
             let y = (item.y * f64::from(height)).round() as i64;
             imageops::overlay(&mut canvas, &scaled, x, y);
