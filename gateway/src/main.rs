@@ -23,6 +23,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // A closed stderr (a supervisor that went away) must not turn logging into panics.
+        .log_internal_errors(false)
         .init();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -56,8 +58,8 @@ async fn watch_signals(shutdown: CancellationToken) {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    tracing::info!("shutting down");
     shutdown.cancel();
+    tracing::info!("shutting down");
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

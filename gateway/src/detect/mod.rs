@@ -8,3 +8,4 @@ pub use geometry::{BBox, Detection};
 pub mod model;
 pub mod onnx;
 pub mod service;
+pub mod priority;

@@ -166,6 +166,7 @@ impl DetectPool {
     }
 
     fn work(&self, det: &mut Detector) {
+        super::priority::lower_this_thread();
         let mut out = Vec::new();
         loop {
             let (picture, results) = {

@@ -69,6 +69,14 @@ impl Decoder {
         let dec = pipeline.by_name("dec").ok_or_else(|| DecoderError("avdec_h264 missing".into()))?;
         let keep: Pending = Arc::new(Mutex::new(HashMap::new()));
 
+        // The decoder runs on appsrc's streaming thread: give it low priority once, so a
+        // saturated machine keeps serving live video first.
+        if let Some(pad) = dec.static_pad("sink") {
+            pad.add_probe(gst::PadProbeType::BUFFER, |_, _| {
+                crate::detect::priority::lower_this_thread();
+                gst::PadProbeReturn::Remove
+            });
+        }
         // Drop reference-only pictures before colour conversion.
         let wanted = keep.clone();
         if let Some(pad) = dec.static_pad("src") {

@@ -394,6 +394,10 @@ impl Sink<'_> {
     /// The best class whose `score × factor` reaches its threshold; NaN scores never do.
     #[inline]
     fn best_class(&self, scores: &[f32], factor: f32) -> Option<(usize, f32)> {
+        // Most rows score nothing: reject them with a vectorised max before the per-class pass.
+        if factor >= 0.0 && max_score(scores) * factor < self.min_score {
+            return None;
+        }
         let mut best: Option<(usize, f32)> = None;
         for (c, (&s, &min)) in scores.iter().zip(self.class_min).enumerate() {
             let s = s * factor;
@@ -403,6 +407,24 @@ impl Sink<'_> {
         }
         best
     }
+}
+
+/// Largest value, ignoring NaN (`NEG_INFINITY` for none); lane-wise so it compiles to SIMD max.
+#[inline]
+fn max_score(scores: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = scores.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (m, &s) in lanes.iter_mut().zip(chunk) {
+            *m = if s > *m { s } else { *m };
+        }
+    }
+    let mut max = f32::NEG_INFINITY;
+    for &s in lanes.iter().chain(rest) {
+        max = if s > max { s } else { max };
+    }
+    max
 }
 
 /// Buffers reused between frames.
@@ -570,6 +592,17 @@ pub(crate) mod tests {
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-3, "got {got:?}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn max_score_ignores_nan() {
+        let mut v: Vec<f32> = (0..21).map(|i| i as f32 / 100.0).collect();
+        assert_eq!(max_score(&v), 0.2);
+        v[20] = f32::NAN;
+        v[3] = 0.5;
+        assert_eq!(max_score(&v), 0.5);
+        assert_eq!(max_score(&[f32::NAN]), f32::NEG_INFINITY);
+        assert_eq!(max_score(&[]), f32::NEG_INFINITY);
     }
 
     #[test]

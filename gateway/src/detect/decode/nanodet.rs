@@ -259,32 +259,3 @@ mod tests {
         assert!(out.is_empty());
     }
 }
-
-#[cfg(test)]
-mod tmp_bench {
-    use super::super::tests::{identity, labels, owned};
-    use super::super::{DecodeConfig, Decoder, OutputFormat};
-    #[test]
-    #[ignore]
-    fn bench_decode() {
-        let rows = 3549usize;
-        let mut x = 12345u32;
-        let mut rnd = || { x ^= x << 13; x ^= x >> 17; x ^= x << 5; (x % 10000) as f32 / 10000.0 };
-        let data: Vec<f32> = (0..rows * 124).map(|i| if i % 124 < 80 { rnd().powi(60) } else { rnd() * 4.0 }).collect();
-        let t = [owned("output", &[1, rows as i64, 124], data)];
-        let mut d = Decoder::new(DecodeConfig::new(OutputFormat::nanodet_g(80), 416, 416)).unwrap();
-        let mut out = Vec::new();
-        let l = labels(80);
-        d.decode(&t, &identity(), &l, &mut out).unwrap();
-        let n = 200;
-        let start = std::time::Instant::now();
-        for _ in 0..n { d.decode(&t, &identity(), &l, &mut out).unwrap(); }
-        eprintln!("nanodet decode: {:?}/frame, {} dets", start.elapsed() / n, out.len());
-        let data: Vec<f32> = (0..84 * 8400).map(|i| if i < 4 * 8400 { rnd() * 600.0 } else { rnd().powi(60) }).collect();
-        let t = [owned("output0", &[1, 84, 8400], data)];
-        let mut d = Decoder::new(DecodeConfig::new(OutputFormat::Yolov8 { num_classes: 80 }, 640, 640)).unwrap();
-        let start = std::time::Instant::now();
-        for _ in 0..n { d.decode(&t, &identity(), &l, &mut out).unwrap(); }
-        eprintln!("yolov8 decode: {:?}/frame, {} dets", start.elapsed() / n, out.len());
-    }
-}

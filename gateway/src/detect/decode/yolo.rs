@@ -64,11 +64,12 @@ pub(super) fn decode_v8<T: TensorView>(
     best_class.clear();
     best_class.resize(n, u32::MAX);
     for (class_id, (row, &min)) in data[4 * n..].chunks_exact(n).zip(sink.class_min).enumerate() {
+        let class_id = class_id as u32;
         for ((&s, best), class) in row.iter().zip(best_score.iter_mut()).zip(best_class.iter_mut()) {
-            if s >= min && s > *best {
-                *best = s;
-                *class = class_id as u32;
-            }
+            // Branch-free so it vectorises; NaN fails both comparisons.
+            let take = (s >= min) & (s > *best);
+            *best = if take { s } else { *best };
+            *class = if take { class_id } else { *class };
         }
     }
     for (i, (&score, &class)) in best_score.iter().zip(best_class.iter()).enumerate() {
