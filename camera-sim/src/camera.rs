@@ -62,12 +62,7 @@ impl Camera {
             path: format!("/{name}"),
             name,
             fps,
-            state: Mutex::new(State {
-                width,
-                height,
-                faults: FaultState::default(),
-                mounted: true,
-            }),
+            state: Mutex::new(State { width, height, faults: FaultState::default(), mounted: true }),
             medias: Mutex::new(Vec::new()),
         }
     }
@@ -157,11 +152,7 @@ impl Camera {
 
     /// Asks every running encoder of this camera for a key frame with headers.
     pub fn request_keyframe(&self) {
-        let encoders: Vec<gst::Element> = self
-            .medias()
-            .iter()
-            .filter_map(|m| m.encoder.upgrade())
-            .collect();
+        let encoders: Vec<gst::Element> = self.medias().iter().filter_map(|m| m.encoder.upgrade()).collect();
         for enc in encoders {
             // Sent off the streaming thread: the request may come from a probe that
             // runs while the encoder holds its stream lock.
@@ -170,9 +161,7 @@ impl Camera {
                     return;
                 };
                 let event = gst::event::CustomUpstream::new(
-                    gst::Structure::builder("GstForceKeyUnit")
-                        .field("all-headers", true)
-                        .build(),
+                    gst::Structure::builder("GstForceKeyUnit").field("all-headers", true).build(),
                 );
                 if !pad.send_event(event) {
                     debug!(element = %enc.name(), "key-frame request not handled");

@@ -37,9 +37,7 @@ pub fn router(sim: Arc<SimServer>) -> Router {
         .route("/cameras/{name}/resolution", post(resolution))
         .route("/cameras/{name}/scene", post(seek_scene))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .with_state(sim)
 }
 
@@ -52,10 +50,7 @@ struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self { status, message: message.into() }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -98,9 +93,7 @@ impl SecsQuery {
     fn duration(&self) -> Result<Duration, ApiError> {
         let secs = self.secs.unwrap_or(DEFAULT_FAULT_SECS);
         if !(secs > 0.0 && secs <= MAX_FAULT_SECS) {
-            return Err(ApiError::bad_request(format!(
-                "secs must be > 0 and <= {MAX_FAULT_SECS}, got {secs}"
-            )));
+            return Err(ApiError::bad_request(format!("secs must be > 0 and <= {MAX_FAULT_SECS}, got {secs}")));
         }
         Duration::try_from_secs_f64(secs).map_err(|e| ApiError::bad_request(e.to_string()))
     }
@@ -128,12 +121,7 @@ struct SceneView {
 
 impl From<SceneStatus> for SceneView {
     fn from(s: SceneStatus) -> Self {
-        Self {
-            name: s.scene,
-            time_s: s.time_s,
-            duration_s: s.duration_s,
-            showing: s.showing,
-        }
+        Self { name: s.scene, time_s: s.time_s, duration_s: s.duration_s, showing: s.showing }
     }
 }
 
@@ -158,12 +146,7 @@ struct CameraView {
 }
 
 impl CameraView {
-    fn new(
-        snapshot: CameraSnapshot,
-        url: String,
-        clients: usize,
-        scene: Option<SceneStatus>,
-    ) -> Self {
+    fn new(snapshot: CameraSnapshot, url: String, clients: usize, scene: Option<SceneStatus>) -> Self {
         Self {
             url,
             clients,
@@ -171,10 +154,7 @@ impl CameraView {
             faults: snapshot
                 .faults
                 .iter()
-                .map(|f| FaultView {
-                    kind: f.kind,
-                    remaining_secs: f.remaining.as_secs_f64(),
-                })
+                .map(|f| FaultView { kind: f.kind, remaining_secs: f.remaining.as_secs_f64() })
                 .collect(),
             name: snapshot.name,
             width: snapshot.width,
@@ -202,10 +182,7 @@ async fn list_cameras(State(sim): Sim) -> Result<Json<Vec<CameraView>>, ApiError
     Ok(Json(camera_views(&sim).await?))
 }
 
-async fn show_camera(
-    State(sim): Sim,
-    Path(name): Path<String>,
-) -> Result<Json<CameraView>, ApiError> {
+async fn show_camera(State(sim): Sim, Path(name): Path<String>) -> Result<Json<CameraView>, ApiError> {
     sim.camera(&name)?;
     camera_views(&sim)
         .await?
@@ -304,17 +281,10 @@ async fn seek_scene(
     sim.camera(&name)?;
     let Query(SeekQuery { t }) = query?;
     if !t.is_finite() {
-        return Err(ApiError::bad_request(format!(
-            "t must be a number, got {t}"
-        )));
+        return Err(ApiError::bad_request(format!("t must be a number, got {t}")));
     }
-    let status = sim.scene_seek(&name, t)?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "no scene is playing (start with --scene)",
-        )
-    })?;
-    Ok(Json(
-        json!({ "camera": name, "scene": SceneView::from(status) }),
-    ))
+    let status = sim
+        .scene_seek(&name, t)?
+        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no scene is playing (start with --scene)"))?;
+    Ok(Json(json!({ "camera": name, "scene": SceneView::from(status) })))
 }

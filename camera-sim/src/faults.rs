@@ -95,10 +95,7 @@ impl FaultState {
         .into_iter()
         .filter_map(|(kind, until)| {
             let until = until?;
-            (now < until).then(|| ActiveFault {
-                kind,
-                remaining: until - now,
-            })
+            (now < until).then(|| ActiveFault { kind, remaining: until - now })
         })
         .collect()
     }
@@ -124,9 +121,7 @@ impl FaultState {
             self.resume_on_keyframe = false;
             self.keyframe_requested = false;
         }
-        Verdict::Forward {
-            corrupt: self.corrupting(now),
-        }
+        Verdict::Forward { corrupt: self.corrupting(now) }
     }
 }
 
@@ -146,10 +141,7 @@ mod tests {
         let t = Instant::now();
         assert!(!f.stalled(t) && !f.corrupting(t) && !f.offline(t));
         assert!(f.active(t).is_empty());
-        assert_eq!(
-            f.on_access_unit(t, false),
-            Verdict::Forward { corrupt: false }
-        );
+        assert_eq!(f.on_access_unit(t, false), Verdict::Forward { corrupt: false });
     }
 
     #[test]
@@ -163,20 +155,11 @@ mod tests {
         assert!(!f.stalled(t0 + 5 * SEC));
 
         let after = t0 + 6 * SEC;
-        assert_eq!(
-            f.on_access_unit(after, false),
-            Verdict::DropAndRequestKeyframe
-        );
+        assert_eq!(f.on_access_unit(after, false), Verdict::DropAndRequestKeyframe);
         // Only one request per recovery.
         assert_eq!(f.on_access_unit(after, false), Verdict::Drop);
-        assert_eq!(
-            f.on_access_unit(after, true),
-            Verdict::Forward { corrupt: false }
-        );
-        assert_eq!(
-            f.on_access_unit(after, false),
-            Verdict::Forward { corrupt: false }
-        );
+        assert_eq!(f.on_access_unit(after, true), Verdict::Forward { corrupt: false });
+        assert_eq!(f.on_access_unit(after, false), Verdict::Forward { corrupt: false });
     }
 
     #[test]
@@ -193,14 +176,8 @@ mod tests {
         let mut f = FaultState::default();
         let t0 = Instant::now();
         f.start(FaultKind::Corrupt, t0, 2 * SEC);
-        assert_eq!(
-            f.on_access_unit(t0 + SEC, false),
-            Verdict::Forward { corrupt: true }
-        );
-        assert_eq!(
-            f.on_access_unit(t0 + 2 * SEC, false),
-            Verdict::Forward { corrupt: false }
-        );
+        assert_eq!(f.on_access_unit(t0 + SEC, false), Verdict::Forward { corrupt: true });
+        assert_eq!(f.on_access_unit(t0 + 2 * SEC, false), Verdict::Forward { corrupt: false });
     }
 
     #[test]
@@ -214,14 +191,8 @@ mod tests {
         assert_eq!(
             f.active(t0 + SEC),
             vec![
-                ActiveFault {
-                    kind: FaultKind::Corrupt,
-                    remaining: 9 * SEC
-                },
-                ActiveFault {
-                    kind: FaultKind::Offline,
-                    remaining: 2 * SEC
-                },
+                ActiveFault { kind: FaultKind::Corrupt, remaining: 9 * SEC },
+                ActiveFault { kind: FaultKind::Offline, remaining: 2 * SEC },
             ]
         );
         assert!(!f.offline(t0 + 3 * SEC));
@@ -240,9 +211,6 @@ mod tests {
         assert!(f.active(t0).is_empty());
         // Media was withheld before the clear, so recovery still waits for a key frame.
         assert_eq!(f.on_access_unit(t0, false), Verdict::DropAndRequestKeyframe);
-        assert_eq!(
-            f.on_access_unit(t0, true),
-            Verdict::Forward { corrupt: false }
-        );
+        assert_eq!(f.on_access_unit(t0, true), Verdict::Forward { corrupt: false });
     }
 }

@@ -91,10 +91,7 @@ impl FileSource {
             FileSourceError(format!("video file {}: {what}: {e}", path.display()))
         };
         if !path.is_file() {
-            return Err(FileSourceError(format!(
-                "video file {} does not exist",
-                path.display()
-            )));
+            return Err(FileSourceError(format!("video file {} does not exist", path.display())));
         }
         let pipeline = gst::parse::launch(
             "filesrc name=file ! decodebin ! videoconvert ! video/x-raw,format=I420 \
@@ -103,9 +100,7 @@ impl FileSource {
         .map_err(|e| fail("cannot build decoder", &e))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| fail("cannot build decoder", &"not a pipeline"))?;
-        let file = pipeline
-            .by_name("file")
-            .ok_or_else(|| fail("cannot build decoder", &"filesrc missing"))?;
+        let file = pipeline.by_name("file").ok_or_else(|| fail("cannot build decoder", &"filesrc missing"))?;
         file.set_property("location", path.to_string_lossy().as_ref());
         let sink = pipeline
             .by_name("sink")
@@ -125,33 +120,23 @@ impl FileSource {
         );
 
         // Prerolling first turns an undecodable file into a start-up error.
-        pipeline
-            .set_state(gst::State::Paused)
-            .map_err(|e| fail("cannot open", &e))?;
+        pipeline.set_state(gst::State::Paused).map_err(|e| fail("cannot open", &e))?;
         let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(10));
         if let Err(e) = result {
             let detail = first_error(&pipeline).unwrap_or_else(|| e.to_string());
             let _ = pipeline.set_state(gst::State::Null);
             return Err(fail("cannot decode", &detail));
         }
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| fail("cannot play", &e))?;
+        pipeline.set_state(gst::State::Playing).map_err(|e| fail("cannot play", &e))?;
 
-        let bus = pipeline
-            .bus()
-            .ok_or_else(|| fail("cannot watch", &"pipeline has no bus"))?;
+        let bus = pipeline.bus().ok_or_else(|| fail("cannot watch", &"pipeline has no bus"))?;
         let looped = pipeline.downgrade();
         let bus_thread = std::thread::Builder::new()
             .name("file-loop".into())
             .spawn(move || watch_bus(&bus, &looped))
             .map_err(|e| fail("cannot start loop thread", &e))?;
         info!(file = %path.display(), "looping video file");
-        Ok(Self {
-            pipeline,
-            feed,
-            bus_thread: Some(bus_thread),
-        })
+        Ok(Self { pipeline, feed, bus_thread: Some(bus_thread) })
     }
 
     /// Where camera media register their appsrcs.
@@ -186,10 +171,7 @@ fn watch_bus(bus: &gst::Bus, pipeline: &glib::WeakRef<gst::Pipeline>) {
             gst::MessageView::Eos(_) => {
                 let Some(p) = pipeline.upgrade() else { return };
                 debug!("video file ended, looping");
-                if let Err(e) = p.seek_simple(
-                    gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
-                    gst::ClockTime::ZERO,
-                ) {
+                if let Err(e) = p.seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT, gst::ClockTime::ZERO) {
                     error!(error = %e, "cannot loop video file; its cameras stop getting frames");
                 }
             }
@@ -198,9 +180,7 @@ fn watch_bus(bus: &gst::Bus, pipeline: &glib::WeakRef<gst::Pipeline>) {
                 return;
             }
             gst::MessageView::Warning(w) => warn!(warning = %w.error(), "video file decoder"),
-            gst::MessageView::Application(a)
-                if a.structure().is_some_and(|s| s.name() == STOP_MESSAGE) =>
-            {
+            gst::MessageView::Application(a) if a.structure().is_some_and(|s| s.name() == STOP_MESSAGE) => {
                 return;
             }
             _ => {}

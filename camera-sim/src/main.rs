@@ -69,12 +69,7 @@ struct Cli {
     photos: PathBuf,
     /// Stagger cameras in the scene: camera N (counting from 0) starts N times this
     /// many seconds into it; 0 plays the scene in sync on every camera.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 0.0,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, allow_negative_numbers = true)]
     scene_offset_s: f64,
 }
 
@@ -97,10 +92,7 @@ async fn main() -> anyhow::Result<()> {
         bitrate_kbps: cli.bitrate_kbps,
         gop: cli.gop,
     };
-    video
-        .validate()
-        .map_err(anyhow::Error::msg)
-        .context("invalid video settings")?;
+    video.validate().map_err(anyhow::Error::msg).context("invalid video settings")?;
     if !cli.scene_offset_s.is_finite() {
         anyhow::bail!("--scene-offset-s must be a number");
     }
@@ -110,10 +102,7 @@ async fn main() -> anyhow::Result<()> {
             let media = tokio::task::spawn_blocking(move || SceneMedia::load(&spec, &photos))
                 .await
                 .context("scene loading task failed")??;
-            Some(SceneConfig {
-                media: Arc::new(media),
-                offset_step_s: cli.scene_offset_s,
-            })
+            Some(SceneConfig { media: Arc::new(media), offset_step_s: cli.scene_offset_s })
         }
         None => None,
     };
@@ -126,9 +115,7 @@ async fn main() -> anyhow::Result<()> {
         scene,
     };
     let sim = Arc::new(
-        tokio::task::spawn_blocking(move || SimServer::start(&config))
-            .await
-            .context("start-up task failed")??,
+        tokio::task::spawn_blocking(move || SimServer::start(&config)).await.context("start-up task failed")??,
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -42,10 +42,7 @@ impl VideoSettings {
             return Err(format!("fps must be 1..=120, got {}", self.fps));
         }
         if !(50..=100_000).contains(&self.bitrate_kbps) {
-            return Err(format!(
-                "bitrate must be 50..=100000 kbit/s, got {}",
-                self.bitrate_kbps
-            ));
+            return Err(format!("bitrate must be 50..=100000 kbit/s, got {}", self.bitrate_kbps));
         }
         if !(1..=1000).contains(&self.gop) {
             return Err(format!("gop must be 1..=1000 frames, got {}", self.gop));
@@ -58,9 +55,7 @@ impl VideoSettings {
 pub fn validate_size(width: u32, height: u32) -> Result<(), String> {
     for (what, v) in [("width", width), ("height", height)] {
         if !(MIN_SIDE..=MAX_SIDE).contains(&v) || v % 2 != 0 {
-            return Err(format!(
-                "{what} must be an even number in {MIN_SIDE}..={MAX_SIDE}, got {v}"
-            ));
+            return Err(format!("{what} must be an even number in {MIN_SIDE}..={MAX_SIDE}, got {v}"));
         }
     }
     Ok(())
@@ -92,29 +87,15 @@ pub fn raw_caps(width: u32, height: u32, fps: u32) -> String {
 }
 
 /// The launch line for camera number `index` named `name` (`name` must be a plain identifier).
-pub fn launch_line(
-    settings: &VideoSettings,
-    index: usize,
-    name: &str,
-    source: Source,
-    overlays: Overlays,
-) -> String {
-    let VideoSettings {
-        width,
-        height,
-        fps,
-        bitrate_kbps,
-        gop,
-    } = *settings;
+pub fn launch_line(settings: &VideoSettings, index: usize, name: &str, source: Source, overlays: Overlays) -> String {
+    let VideoSettings { width, height, fps, bitrate_kbps, gop } = *settings;
     let mut parts = Vec::new();
     match source {
         Source::TestPattern => {
             let pattern = PATTERNS[index % PATTERNS.len()];
             // The ball moves by itself; other patterns scroll so every stream has motion.
             let speed = if pattern == "ball" { 0 } else { 2 };
-            parts.push(format!(
-                "videotestsrc is-live=true pattern={pattern} horizontal-speed={speed}"
-            ));
+            parts.push(format!("videotestsrc is-live=true pattern={pattern} horizontal-speed={speed}"));
         }
         Source::File | Source::Scene => {
             // Leaky so a stalled encoder never backs frames up into the shared decoder
@@ -129,14 +110,9 @@ pub fn launch_line(
             parts.push("videorate".into());
         }
     }
-    parts.push(format!(
-        "capsfilter name={CAPS_ELEMENT} caps=\"{}\"",
-        raw_caps(width, height, fps)
-    ));
+    parts.push(format!("capsfilter name={CAPS_ELEMENT} caps=\"{}\"", raw_caps(width, height, fps)));
     if overlays.text {
-        parts.push(format!(
-            "textoverlay text={name} valignment=top halignment=left font-desc=\"Sans 20\""
-        ));
+        parts.push(format!("textoverlay text={name} valignment=top halignment=left font-desc=\"Sans 20\""));
     }
     if overlays.clock {
         parts.push(
@@ -157,9 +133,7 @@ pub fn launch_line(
     ));
     parts.push("h264parse config-interval=-1".into());
     parts.push("video/x-h264,stream-format=byte-stream,alignment=au".into());
-    parts.push(format!(
-        "rtph264pay name={PAYLOADER_ELEMENT} pt=96 config-interval=-1"
-    ));
+    parts.push(format!("rtph264pay name={PAYLOADER_ELEMENT} pt=96 config-interval=-1"));
     format!("( {} )", parts.join(" ! "))
 }
 
@@ -167,13 +141,7 @@ pub fn launch_line(
 mod tests {
     use super::*;
 
-    const SETTINGS: VideoSettings = VideoSettings {
-        width: 1280,
-        height: 720,
-        fps: 25,
-        bitrate_kbps: 2000,
-        gop: 50,
-    };
+    const SETTINGS: VideoSettings = VideoSettings { width: 1280, height: 720, fps: 25, bitrate_kbps: 2000, gop: 50 };
 
     #[test]
     fn defaults_validate() {
@@ -183,23 +151,11 @@ mod tests {
     #[test]
     fn bad_values_rejected() {
         for bad in [
-            VideoSettings {
-                width: 1281,
-                ..SETTINGS
-            },
-            VideoSettings {
-                height: 8,
-                ..SETTINGS
-            },
-            VideoSettings {
-                width: 8192,
-                ..SETTINGS
-            },
+            VideoSettings { width: 1281, ..SETTINGS },
+            VideoSettings { height: 8, ..SETTINGS },
+            VideoSettings { width: 8192, ..SETTINGS },
             VideoSettings { fps: 0, ..SETTINGS },
-            VideoSettings {
-                bitrate_kbps: 0,
-                ..SETTINGS
-            },
+            VideoSettings { bitrate_kbps: 0, ..SETTINGS },
             VideoSettings { gop: 0, ..SETTINGS },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
@@ -208,10 +164,7 @@ mod tests {
 
     #[test]
     fn test_pattern_line_has_named_elements() {
-        let overlays = Overlays {
-            text: true,
-            clock: true,
-        };
+        let overlays = Overlays { text: true, clock: true };
         let line = launch_line(&SETTINGS, 0, "cam1", Source::TestPattern, overlays);
         assert!(line.starts_with("( videotestsrc is-live=true pattern=ball"));
         for needle in [
@@ -227,10 +180,7 @@ mod tests {
 
     #[test]
     fn file_line_reads_appsrc_and_skips_missing_overlays() {
-        let overlays = Overlays {
-            text: false,
-            clock: false,
-        };
+        let overlays = Overlays { text: false, clock: false };
         let line = launch_line(&SETTINGS, 1, "cam2", Source::File, overlays);
         assert!(line.starts_with("( appsrc name=src is-live=true"));
         assert!(!line.contains("overlay"));
@@ -239,10 +189,7 @@ mod tests {
 
     #[test]
     fn scene_line_reads_appsrc() {
-        let overlays = Overlays {
-            text: true,
-            clock: true,
-        };
+        let overlays = Overlays { text: true, clock: true };
         let line = launch_line(&SETTINGS, 0, "cam1", Source::Scene, overlays);
         assert!(line.starts_with("( appsrc name=src is-live=true"));
         assert!(line.contains("textoverlay text=cam1"));
@@ -251,10 +198,7 @@ mod tests {
 
     #[test]
     fn patterns_differ_between_neighbours() {
-        let o = Overlays {
-            text: false,
-            clock: false,
-        };
+        let o = Overlays { text: false, clock: false };
         let a = launch_line(&SETTINGS, 0, "cam1", Source::TestPattern, o);
         let b = launch_line(&SETTINGS, 1, "cam2", Source::TestPattern, o);
         assert_ne!(a.split(" ! ").next(), b.split(" ! ").next());

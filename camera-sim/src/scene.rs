@@ -35,10 +35,8 @@ use image::{DynamicImage, Rgba, RgbaImage};
 use serde::Deserialize;
 
 /// Scenes compiled into the binary: (name, TOML text).
-pub const BUILTIN: &[(&str, &str)] = &[
-    ("default", include_str!("../scenes/default.toml")),
-    ("gallery", include_str!("../scenes/gallery.toml")),
-];
+pub const BUILTIN: &[(&str, &str)] =
+    &[("default", include_str!("../scenes/default.toml")), ("gallery", include_str!("../scenes/gallery.toml"))];
 
 /// The script that fetches the photos the built-in scenes use.
 pub const FETCH_SCRIPT: &str = "camera-sim/fetch-photos.sh";
@@ -110,31 +108,25 @@ impl Scene {
 
     /// The built-in scene called `name`, if there is one.
     pub fn builtin(name: &str) -> Option<Self> {
-        BUILTIN.iter().find(|(n, _)| *n == name).map(|(n, text)| {
-            Self::parse(text).unwrap_or_else(|e| panic!("built-in scene {n}: {e}"))
-        })
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, text)| Self::parse(text).unwrap_or_else(|e| panic!("built-in scene {n}: {e}")))
     }
 
     /// Checks ranges and consistency.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.duration_s > 0.0 && self.duration_s <= MAX_DURATION_S) {
-            return Err(format!(
-                "duration_s must be > 0 and <= {MAX_DURATION_S}, got {}",
-                self.duration_s
-            ));
+            return Err(format!("duration_s must be > 0 and <= {MAX_DURATION_S}, got {}", self.duration_s));
         }
         if self.background.trim().is_empty() {
             return Err("background must be \"kitchen\" or an image path".into());
         }
         if self.items.len() > MAX_ITEMS {
-            return Err(format!(
-                "at most {MAX_ITEMS} items, got {}",
-                self.items.len()
-            ));
+            return Err(format!("at most {MAX_ITEMS} items, got {}", self.items.len()));
         }
         for (i, item) in self.items.iter().enumerate() {
-            item.validate()
-                .map_err(|e| format!("item {} ({}): {e}", i + 1, item.photo))?;
+            item.validate().map_err(|e| format!("item {} ({}): {e}", i + 1, item.photo))?;
         }
         Ok(())
     }
@@ -176,11 +168,7 @@ impl Item {
             return Err("photo must name a file".into());
         }
         let finite = |what: &str, v: f64| {
-            if v.is_finite() {
-                Ok(())
-            } else {
-                Err(format!("{what} must be a number, got {v}"))
-            }
+            if v.is_finite() { Ok(()) } else { Err(format!("{what} must be a number, got {v}")) }
         };
         finite("from_s", self.from_s)?;
         if self.from_s < 0.0 {
@@ -189,10 +177,7 @@ impl Item {
         if let Some(to) = self.to_s {
             finite("to_s", to)?;
             if to <= self.from_s {
-                return Err(format!(
-                    "to_s ({to}) must be after from_s ({})",
-                    self.from_s
-                ));
+                return Err(format!("to_s ({to}) must be after from_s ({})", self.from_s));
             }
         }
         for (what, v) in [("x", self.x), ("y", self.y)] {
@@ -214,10 +199,7 @@ impl Item {
                 && x + w <= 1.0 + 1e-9
                 && y + h <= 1.0 + 1e-9;
             if !ok {
-                return Err(format!(
-                    "crop [x, y, width, height] must lie inside [0, 1], got {:?}",
-                    [x, y, w, h]
-                ));
+                return Err(format!("crop [x, y, width, height] must lie inside [0, 1], got {:?}", [x, y, w, h]));
             }
         }
         Ok(())
@@ -263,8 +245,7 @@ impl SceneMedia {
                         names.join(", ")
                     )));
                 }
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| SceneError(format!("scene {spec}: {e}")))?;
+                let text = std::fs::read_to_string(path).map_err(|e| SceneError(format!("scene {spec}: {e}")))?;
                 Scene::parse(&text).map_err(|e| SceneError(format!("scene {spec}: {e}")))?
             }
         };
@@ -275,23 +256,12 @@ impl SceneMedia {
     pub fn with_scene(name: String, scene: Scene, photos_dir: &Path) -> Result<Self, SceneError> {
         let resolve = |p: &str| -> PathBuf {
             let path = Path::new(p);
-            if path.is_absolute() {
-                path.to_owned()
-            } else {
-                photos_dir.join(path)
-            }
+            if path.is_absolute() { path.to_owned() } else { photos_dir.join(path) }
         };
         let background_path = (scene.background != KITCHEN).then(|| resolve(&scene.background));
         let mut missing: Vec<PathBuf> = background_path
             .iter()
-            .chain(
-                scene
-                    .items
-                    .iter()
-                    .map(|i| resolve(&i.photo))
-                    .collect::<Vec<_>>()
-                    .iter(),
-            )
+            .chain(scene.items.iter().map(|i| resolve(&i.photo)).collect::<Vec<_>>().iter())
             .filter(|p| !p.is_file())
             .cloned()
             .collect();
@@ -325,21 +295,14 @@ impl SceneMedia {
             let img = open(resolve(&item.photo))?;
             photos.push(prepare(&img, item));
         }
-        Ok(Self {
-            name,
-            scene,
-            background,
-            photos,
-        })
+        Ok(Self { name, scene, background, photos })
     }
 
     /// Composes the picture with the items of `mask` at `width` x `height`.
     pub fn compose(&self, mask: u64, width: u32, height: u32) -> RgbaImage {
         let mut canvas = match &self.background {
             None => draw_kitchen(width, height),
-            Some(img) => img
-                .resize_to_fill(width, height, FilterType::Triangle)
-                .to_rgba8(),
+            Some(img) => img.resize_to_fill(width, height, FilterType::Triangle).to_rgba8(),
         };
         for (i, (item, photo)) in self.scene.items.iter().zip(&self.photos).enumerate() {
             if mask & (1 << i) == 0 {
@@ -395,11 +358,7 @@ pub fn to_i420(rgba: &RgbaImage, layout: &I420Layout) -> Vec<u8> {
     let raw = rgba.as_raw();
     let px = |x: usize, y: usize| {
         let i = (y * w + x) * 4;
-        (
-            i32::from(raw[i]),
-            i32::from(raw[i + 1]),
-            i32::from(raw[i + 2]),
-        )
+        (i32::from(raw[i]), i32::from(raw[i + 1]), i32::from(raw[i + 2]))
     };
     let [ys, us, vs] = layout.strides;
     let [yo, uo, vo] = layout.offsets;
@@ -471,27 +430,11 @@ fn cabinets(img: &mut RgbaImage, x0: f64, x1: f64, y0: f64, y1: f64, doors: u32,
         let dx1 = x0 + dw * f64::from(d + 1) - gap;
         fill(img, [dx0, y0 + 0.008, dx1, y1 - 0.008], shade(wood, 0));
         let inset = 0.02 * aspect;
-        fill(
-            img,
-            [dx0 + inset, y0 + 0.03, dx1 - inset, y1 - 0.03],
-            shade(wood, -14),
-        );
+        fill(img, [dx0 + inset, y0 + 0.03, dx1 - inset, y1 - 0.03], shade(wood, -14));
         // Handle near the edge where neighbouring doors meet.
-        let hx = if d % 2 == 0 {
-            dx1 - 0.012 * aspect
-        } else {
-            dx0 + 0.008 * aspect
-        };
-        let (hy0, hy1) = if handle_top {
-            (y0 + 0.04, y0 + 0.11)
-        } else {
-            (y1 - 0.11, y1 - 0.04)
-        };
-        fill(
-            img,
-            [hx, hy0, hx + 0.005 * aspect, hy1],
-            Rgba([200, 203, 208, 255]),
-        );
+        let hx = if d % 2 == 0 { dx1 - 0.012 * aspect } else { dx0 + 0.008 * aspect };
+        let (hy0, hy1) = if handle_top { (y0 + 0.04, y0 + 0.11) } else { (y1 - 0.11, y1 - 0.04) };
+        fill(img, [hx, hy0, hx + 0.005 * aspect, hy1], Rgba([200, 203, 208, 255]));
     }
 }
 
@@ -518,50 +461,19 @@ pub fn draw_kitchen(width: u32, height: u32) -> RgbaImage {
         }
     }
     // Window between the wall cabinets.
-    fill(
-        &mut img,
-        [0.40, 0.06, 0.60, 0.40],
-        Rgba([245, 245, 242, 255]),
-    );
-    fill(
-        &mut img,
-        [0.41, 0.08, 0.59, 0.38],
-        Rgba([170, 205, 230, 255]),
-    );
-    fill(
-        &mut img,
-        [0.41, 0.23, 0.59, 0.38],
-        Rgba([150, 190, 220, 255]),
-    );
-    fill(
-        &mut img,
-        [0.497, 0.08, 0.503, 0.38],
-        Rgba([245, 245, 242, 255]),
-    );
-    fill(
-        &mut img,
-        [0.41, 0.225, 0.59, 0.235],
-        Rgba([245, 245, 242, 255]),
-    );
+    fill(&mut img, [0.40, 0.06, 0.60, 0.40], Rgba([245, 245, 242, 255]));
+    fill(&mut img, [0.41, 0.08, 0.59, 0.38], Rgba([170, 205, 230, 255]));
+    fill(&mut img, [0.41, 0.23, 0.59, 0.38], Rgba([150, 190, 220, 255]));
+    fill(&mut img, [0.497, 0.08, 0.503, 0.38], Rgba([245, 245, 242, 255]));
+    fill(&mut img, [0.41, 0.225, 0.59, 0.235], Rgba([245, 245, 242, 255]));
     // Wall cabinets.
     cabinets(&mut img, 0.0, 0.36, 0.0, 0.27, 3, false);
     cabinets(&mut img, 0.64, 1.0, 0.0, 0.27, 3, false);
-    fill(
-        &mut img,
-        [0.0, 0.27, 0.36, 0.28],
-        Rgba([150, 145, 135, 255]),
-    );
-    fill(
-        &mut img,
-        [0.64, 0.27, 1.0, 0.28],
-        Rgba([150, 145, 135, 255]),
-    );
+    fill(&mut img, [0.0, 0.27, 0.36, 0.28], Rgba([150, 145, 135, 255]));
+    fill(&mut img, [0.64, 0.27, 1.0, 0.28], Rgba([150, 145, 135, 255]));
     // Speckled stone counter with a lighter front edge.
     let (c0, c1) = (counter_top, counter_top + 0.045);
-    let (y0, y1) = (
-        (c0 * f64::from(height)) as u32,
-        ((c1 * f64::from(height)) as u32).min(height),
-    );
+    let (y0, y1) = ((c0 * f64::from(height)) as u32, ((c1 * f64::from(height)) as u32).min(height));
     for y in y0..y1 {
         for x in 0..width {
             let speck = hash(x, y) % 23;
@@ -573,11 +485,7 @@ pub fn draw_kitchen(width: u32, height: u32) -> RgbaImage {
             img.put_pixel(x, y, shade([72, 74, 78], delta));
         }
     }
-    fill(
-        &mut img,
-        [0.0, c1 - 0.008, 1.0, c1],
-        Rgba([120, 122, 128, 255]),
-    );
+    fill(&mut img, [0.0, c1 - 0.008, 1.0, c1], Rgba([120, 122, 128, 255]));
     // Base cabinets and plinth.
     cabinets(&mut img, 0.0, 1.0, c1, 0.95, 6, true);
     fill(&mut img, [0.0, 0.95, 1.0, 1.0], Rgba([58, 52, 46, 255]));
@@ -672,9 +580,7 @@ mod tests {
         assert!(err.contains("faceapi-sample2.jpg"), "{err}");
         assert!(err.contains("chelsea.png"), "{err}");
         assert!(err.contains(FETCH_SCRIPT), "{err}");
-        let err = SceneMedia::load("/nonexistent/scene.toml", &dir)
-            .unwrap_err()
-            .to_string();
+        let err = SceneMedia::load("/nonexistent/scene.toml", &dir).unwrap_err().to_string();
         assert!(err.contains("built-in"), "{err}");
     }
 
@@ -688,13 +594,8 @@ mod tests {
     fn composes_cropped_mirrored_photo() {
         let dir = temp_dir("compose");
         // Left half red, right half blue.
-        let photo = RgbaImage::from_fn(40, 20, |x, _| {
-            if x < 20 {
-                Rgba([255, 0, 0, 255])
-            } else {
-                Rgba([0, 0, 255, 255])
-            }
-        });
+        let photo =
+            RgbaImage::from_fn(40, 20, |x, _| if x < 20 { Rgba([255, 0, 0, 255]) } else { Rgba([0, 0, 255, 255]) });
         photo.save(dir.join("rb.png")).unwrap();
         let s = scene(
             "[[items]]\nphoto = \"rb.png\"\ncrop = [0, 0, 0.5, 1]\nx = 0.5\ny = 0.5\nheight = 0.5\n\
@@ -715,11 +616,7 @@ mod tests {
 
     #[test]
     fn i420_conversion_of_known_colours() {
-        let layout = I420Layout {
-            strides: [4, 4, 4],
-            offsets: [0, 8, 12],
-            size: 16,
-        };
+        let layout = I420Layout { strides: [4, 4, 4], offsets: [0, 8, 12], size: 16 };
         let white = RgbaImage::from_pixel(4, 2, Rgba([255, 255, 255, 255]));
         let out = to_i420(&white, &layout);
         assert!(out[..8].iter().all(|&y| y == 235), "{out:?}");

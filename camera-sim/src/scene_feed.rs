@@ -165,23 +165,12 @@ impl ScenePlayer {
         if let Some(camera) = cameras.first() {
             let (width, height) = camera.size();
             for mask in timeline_masks(&player.media) {
-                player.frames.request(
-                    Key {
-                        mask,
-                        width,
-                        height,
-                    },
-                    false,
-                );
+                player.frames.request(Key { mask, width, height }, false);
             }
         }
 
         let composer = {
-            let (media, frames, stop) = (
-                player.media.clone(),
-                player.frames.clone(),
-                player.stop.clone(),
-            );
+            let (media, frames, stop) = (player.media.clone(), player.frames.clone(), player.stop.clone());
             std::thread::Builder::new()
                 .name("scene-compose".into())
                 .spawn(move || compose_loop(&media, &frames, &stop, fps))
@@ -286,8 +275,7 @@ fn timeline_masks(media: &SceneMedia) -> Vec<u64> {
 
 /// Caps and I420 layout GStreamer uses for a picture of this size.
 fn video_info(width: u32, height: u32, fps: u32) -> Result<(gst::Caps, I420Layout), String> {
-    let colorimetry: gst_video::VideoColorimetry =
-        "bt601".parse().map_err(|e| format!("colorimetry: {e}"))?;
+    let colorimetry: gst_video::VideoColorimetry = "bt601".parse().map_err(|e| format!("colorimetry: {e}"))?;
     let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width, height)
         .fps(gst::Fraction::new(i32::try_from(fps).unwrap_or(25), 1))
         .colorimetry(&colorimetry)
@@ -314,10 +302,7 @@ fn compose_loop(media: &SceneMedia, frames: &Frames, stop: &AtomicBool, fps: u32
                 if let Some(key) = queue.pop_front() {
                     break key;
                 }
-                queue = frames
-                    .wake
-                    .wait(queue)
-                    .unwrap_or_else(PoisonError::into_inner);
+                queue = frames.wake.wait(queue).unwrap_or_else(PoisonError::into_inner);
             }
         };
         let begun = Instant::now();
@@ -388,11 +373,7 @@ fn tick(media: &SceneMedia, frames: &Frames, feed: &SceneFeed, elapsed: f64) {
     let scene = &media.scene;
     let t = scene.time_at(elapsed + *lock(&feed.offset_s));
     let (width, height) = feed.camera.size();
-    let want = Key {
-        mask: scene.visible_at(t),
-        width,
-        height,
-    };
+    let want = Key { mask: scene.visible_at(t), width, height };
     let mut shown = lock(&feed.shown);
     let frame = match frames.get(want) {
         Some(frame) => {

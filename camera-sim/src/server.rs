@@ -15,9 +15,7 @@ use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_rtsp_server::prelude::*;
-use gstreamer_rtsp_server::{
-    RTSPClient, RTSPFilterResult, RTSPMedia, RTSPMediaFactory, RTSPMountPoints, RTSPServer,
-};
+use gstreamer_rtsp_server::{RTSPClient, RTSPFilterResult, RTSPMedia, RTSPMediaFactory, RTSPMountPoints, RTSPServer};
 use tracing::{debug, info, warn};
 
 use crate::camera::{Camera, MediaHandles};
@@ -121,22 +119,13 @@ impl SimServer {
             clock: gst::ElementFactory::find("clockoverlay").is_some(),
         };
         if !overlays.text || !overlays.clock {
-            warn!(
-                "GStreamer pango plugin missing (Debian: gstreamer1.0-x); streams carry no name/clock overlay"
-            );
+            warn!("GStreamer pango plugin missing (Debian: gstreamer1.0-x); streams carry no name/clock overlay");
         }
 
         if config.video_file.is_some() && config.scene.is_some() {
-            return Err(start_err(
-                &"a video file and a scene cannot be played together",
-            ));
+            return Err(start_err(&"a video file and a scene cannot be played together"));
         }
-        let file = config
-            .video_file
-            .as_deref()
-            .map(FileSource::start)
-            .transpose()
-            .map_err(|e| start_err(&e))?;
+        let file = config.video_file.as_deref().map(FileSource::start).transpose().map_err(|e| start_err(&e))?;
         let source = if file.is_some() {
             Source::File
         } else if config.scene.is_some() {
@@ -147,10 +136,7 @@ impl SimServer {
 
         let mut cameras = Vec::new();
         for i in 0..config.cameras {
-            let number = config
-                .first_index
-                .checked_add(i)
-                .ok_or_else(|| start_err(&"camera index overflows"))?;
+            let number = config.first_index.checked_add(i).ok_or_else(|| start_err(&"camera index overflows"))?;
             cameras.push(Arc::new(Camera::new(
                 format!("cam{number}"),
                 config.video.width,
@@ -161,14 +147,7 @@ impl SimServer {
         let scene = config
             .scene
             .as_ref()
-            .map(|sc| {
-                ScenePlayer::start(
-                    sc.media.clone(),
-                    &cameras,
-                    sc.offset_step_s,
-                    config.video.fps,
-                )
-            })
+            .map(|sc| ScenePlayer::start(sc.media.clone(), &cameras, sc.offset_step_s, config.video.fps))
             .transpose()
             .map_err(|e| start_err(&e))?
             .map(Arc::new);
@@ -178,9 +157,7 @@ impl SimServer {
         let server = RTSPServer::new();
         server.set_address(&config.listen.ip().to_string());
         server.set_service(&config.listen.port().to_string());
-        let mounts = server
-            .mount_points()
-            .ok_or_else(|| start_err(&"server has no mount points"))?;
+        let mounts = server.mount_points().ok_or_else(|| start_err(&"server has no mount points"))?;
 
         let mut entries = Vec::new();
         for (i, camera) in cameras.into_iter().enumerate() {
@@ -205,11 +182,8 @@ impl SimServer {
         let cameras: Vec<Arc<Camera>> = entries.iter().map(|e| e.camera.clone()).collect();
         server.connect_client_connected(move |_, client| watch_client(client, cameras.clone()));
 
-        server
-            .attach(Some(&ctx))
-            .map_err(|e| start_err(&format!("cannot listen on {}: {e}", config.listen)))?;
-        let port = u16::try_from(server.bound_port())
-            .map_err(|_| start_err(&"server reports no bound port"))?;
+        server.attach(Some(&ctx)).map_err(|e| start_err(&format!("cannot listen on {}: {e}", config.listen)))?;
+        let port = u16::try_from(server.bound_port()).map_err(|_| start_err(&"server reports no bound port"))?;
         let base_url = format!("rtsp://{}", SocketAddr::new(config.listen.ip(), port));
 
         if let Some(pool) = server.session_pool() {
@@ -272,17 +246,11 @@ impl SimServer {
     }
 
     fn entry(&self, name: &str) -> Result<&Arc<Entry>, ServerError> {
-        self.entries
-            .iter()
-            .find(|e| e.camera.name() == name)
-            .ok_or_else(|| ServerError::UnknownCamera(name.to_owned()))
+        self.entries.iter().find(|e| e.camera.name() == name).ok_or_else(|| ServerError::UnknownCamera(name.to_owned()))
     }
 
     /// Runs `f` on the main loop thread and returns its result.
-    async fn on_loop<R: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> R + Send + 'static,
-    ) -> Result<R, ServerError> {
+    async fn on_loop<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R, ServerError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.ctx.invoke(move || {
             let _ = tx.send(f());
@@ -294,9 +262,7 @@ impl SimServer {
     pub async fn drop_clients(&self, name: &str) -> Result<usize, ServerError> {
         let path = self.entry(name)?.camera.path().to_owned();
         let server = self.server.clone();
-        let dropped = self
-            .on_loop(move || close_clients(&server, Some(&path)))
-            .await?;
+        let dropped = self.on_loop(move || close_clients(&server, Some(&path))).await?;
         info!(camera = name, dropped, "dropped clients");
         Ok(dropped)
     }
@@ -304,9 +270,7 @@ impl SimServer {
     /// Unmounts camera `name` and drops its clients; it comes back after `duration`.
     pub async fn take_offline(&self, name: &str, duration: Duration) -> Result<usize, ServerError> {
         let entry = self.entry(name)?.clone();
-        entry
-            .camera
-            .with_faults(|f| f.start(FaultKind::Offline, Instant::now(), duration));
+        entry.camera.with_faults(|f| f.start(FaultKind::Offline, Instant::now(), duration));
         let server = self.server.clone();
         let mounts = self.mounts.clone();
         let ctx = self.ctx.clone();
@@ -356,11 +320,7 @@ impl SimServer {
     /// Number of connected clients with a session on each camera, in camera order.
     pub async fn client_counts(&self) -> Result<Vec<usize>, ServerError> {
         let server = self.server.clone();
-        let paths: Vec<String> = self
-            .entries
-            .iter()
-            .map(|e| e.camera.path().to_owned())
-            .collect();
+        let paths: Vec<String> = self.entries.iter().map(|e| e.camera.path().to_owned()).collect();
         self.on_loop(move || {
             let mut counts = vec![0; paths.len()];
             server.client_filter(Some(&mut |_, client| {
@@ -379,29 +339,16 @@ impl SimServer {
     /// Disconnects every client, stops the main loop and the file decoder.
     pub async fn shutdown(&self) {
         let server = self.server.clone();
-        match tokio::time::timeout(
-            Duration::from_secs(2),
-            self.on_loop(move || close_clients(&server, None)),
-        )
-        .await
-        {
+        match tokio::time::timeout(Duration::from_secs(2), self.on_loop(move || close_clients(&server, None))).await {
             Ok(Ok(n)) => debug!(clients = n, "closed clients"),
             _ => warn!("main loop did not answer; stopping anyway"),
         }
         self.main_loop.quit();
-        let thread = self
-            .loop_thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let thread = self.loop_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
-        let file = self
-            .file
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let file = self.file.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(file) = file {
             let _ = tokio::task::spawn_blocking(move || file.stop()).await;
         }
@@ -433,15 +380,9 @@ fn configure_media(camera: &Arc<Camera>, feed: Option<&Feed>, media: &RTSPMedia)
         Some(pad) => probe::install(&pad, camera.clone()),
         None => warn!(camera = camera.name(), "payloader has no sink pad"),
     }
-    camera.register_media(MediaHandles {
-        capsfilter: caps.downgrade(),
-        encoder: encoder.downgrade(),
-    });
+    camera.register_media(MediaHandles { capsfilter: caps.downgrade(), encoder: encoder.downgrade() });
     if let Some(feed) = feed {
-        match bin
-            .by_name(pipeline::APPSRC_ELEMENT)
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-        {
+        match bin.by_name(pipeline::APPSRC_ELEMENT).and_then(|e| e.downcast::<gst_app::AppSrc>().ok()) {
             Some(src) => match feed {
                 Feed::File(feed) => feed.attach(&src),
                 Feed::Scene(feed) => feed.attach(&src),
@@ -457,10 +398,7 @@ fn watch_client(client: &RTSPClient, cameras: Vec<Arc<Camera>>) {
     client.connect_play_request(move |_, ctx| {
         let Some(uri) = ctx.uri() else { return };
         let parts = uri.decode_path_components();
-        if let Some(camera) = cameras
-            .iter()
-            .find(|c| parts.iter().any(|p| p.as_str() == c.name()))
-        {
+        if let Some(camera) = cameras.iter().find(|c| parts.iter().any(|p| p.as_str() == c.name())) {
             info!(camera = camera.name(), "client playing");
             camera.request_keyframe();
         }
@@ -494,10 +432,7 @@ fn client_plays(client: &RTSPClient, path: &str) -> bool {
         session.filter(Some(&mut |_, media| {
             // matches() only checks that `path` starts with the media path, so
             // /cam10 would also claim /cam1's sessions without the length check.
-            if media
-                .matches(path)
-                .is_some_and(|n| usize::try_from(n) == Ok(path.len()))
-            {
+            if media.matches(path).is_some_and(|n| usize::try_from(n) == Ok(path.len())) {
                 plays = true;
             }
             RTSPFilterResult::Keep

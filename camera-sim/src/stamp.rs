@@ -16,9 +16,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// UUID that marks our SEI payload (8f3c5a1e-d247-4b9a-a60e-71c42b95e813).
-pub const STAMP_UUID: [u8; 16] = [
-    0x8f, 0x3c, 0x5a, 0x1e, 0xd2, 0x47, 0x4b, 0x9a, 0xa6, 0x0e, 0x71, 0xc4, 0x2b, 0x95, 0xe8, 0x13,
-];
+pub const STAMP_UUID: [u8; 16] =
+    [0x8f, 0x3c, 0x5a, 0x1e, 0xd2, 0x47, 0x4b, 0x9a, 0xa6, 0x0e, 0x71, 0xc4, 0x2b, 0x95, 0xe8, 0x13];
 
 /// H.264 `nal_unit_type` of an SEI NAL.
 pub const NAL_SEI: u8 = 6;
@@ -52,9 +51,7 @@ impl NalSpan {
 
 /// Current wall-clock time as microseconds since the UNIX epoch (0 if the clock is before 1970).
 pub fn unix_micros_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Splits an Annex-B buffer into its NAL units; bytes before the first start code are ignored.
@@ -85,10 +82,7 @@ pub fn nal_spans(data: &[u8]) -> Vec<NalSpan> {
 
 /// Index of the first `00 00 01` at or after `from`.
 fn find_start_code(data: &[u8], from: usize) -> Option<usize> {
-    data.get(from..)?
-        .windows(3)
-        .position(|w| w == [0, 0, 1])
-        .map(|p| p + from)
+    data.get(from..)?.windows(3).position(|w| w == [0, 0, 1]).map(|p| p + from)
 }
 
 /// Turns an RBSP into NAL payload bytes by inserting emulation-prevention 0x03 bytes.
@@ -177,9 +171,7 @@ fn stamp_in_sei(rbsp: &[u8]) -> Option<u64> {
             && payload.len() >= STAMP_PAYLOAD_LEN
             && payload[..STAMP_UUID.len()] == STAMP_UUID
         {
-            let bytes: [u8; 8] = payload[STAMP_UUID.len()..STAMP_PAYLOAD_LEN]
-                .try_into()
-                .ok()?;
+            let bytes: [u8; 8] = payload[STAMP_UUID.len()..STAMP_PAYLOAD_LEN].try_into().ok()?;
             return Some(u64::from_be_bytes(bytes));
         }
         i = end;
@@ -270,17 +262,12 @@ mod tests {
             let nal = stamp_nal(micros);
             let payload = &nal[START_CODE.len() + 1..];
             assert!(
-                !payload
-                    .windows(3)
-                    .any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2),
+                !payload.windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2),
                 "start-code-like bytes for {micros:#x}: {payload:02x?}"
             );
             assert_eq!(*payload.last().unwrap(), 0x80);
             assert_eq!(nal_spans(&nal).len(), 1);
-            assert_eq!(
-                parse_stamp(&insert_stamp(&key_unit(), micros)),
-                Some(micros)
-            );
+            assert_eq!(parse_stamp(&insert_stamp(&key_unit(), micros)), Some(micros));
         }
         // A zero timestamp needs escaping: 8 zero bytes after the UUID.
         assert!(stamp_nal(0).len() > START_CODE.len() + 1 + 2 + 24 + 1);
@@ -317,10 +304,7 @@ mod tests {
         assert_eq!(parse_stamp(&[0, 0, 1, NAL_SEI]), None);
         assert_eq!(parse_stamp(&[0, 0, 1, NAL_SEI, 0xff, 0xff, 0xff]), None);
         // Declared size far larger than the NAL.
-        assert_eq!(
-            parse_stamp(&[0, 0, 1, NAL_SEI, 5, 0xff, 0xff, 0x10, 1, 2]),
-            None
-        );
+        assert_eq!(parse_stamp(&[0, 0, 1, NAL_SEI, 5, 0xff, 0xff, 0x10, 1, 2]), None);
     }
 
     #[test]

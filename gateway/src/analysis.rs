@@ -47,7 +47,12 @@ fn wall_ms(at: Instant, ref_instant: Instant, ref_wall: SystemTime) -> i64 {
 }
 
 /// Runs until `cancel` or until the detector stops sending.
-pub async fn run(out: Outputs, rules: Vec<ResolvedRule>, mut analyses: mpsc::Receiver<Analysis>, cancel: CancellationToken) {
+pub async fn run(
+    out: Outputs,
+    rules: Vec<ResolvedRule>,
+    mut analyses: mpsc::Receiver<Analysis>,
+    cancel: CancellationToken,
+) {
     let mut tracker = Tracker::new(TrackerConfig::default());
     let mut engine = RuleEngine::new(rules);
     let mut event_ids: HashMap<u64, i64> = HashMap::new();
@@ -147,7 +152,8 @@ async fn started(
         let rel = PathBuf::from("snapshots").join(&out.camera).join(format!("{id}.jpg"));
         let path = out.data_dir.join(&rel);
         let written = tokio::task::spawn_blocking(move || -> Result<u64, String> {
-            let jpeg = render(&picture.rgb, picture.width, picture.height, picture.stride, &marks).map_err(|e| e.to_string())?;
+            let jpeg = render(&picture.rgb, picture.width, picture.height, picture.stride, &marks)
+                .map_err(|e| e.to_string())?;
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
             }
@@ -168,7 +174,8 @@ async fn started(
 
 /// The subject in red with the rule, the object and other detections in amber.
 fn marks(v: &Violation, a: &Analysis) -> Vec<Mark> {
-    let mut marks = vec![Mark { bbox: v.bbox, caption: format!("{} {:.2}", v.rule_id, v.peak_confidence), primary: true }];
+    let mut marks =
+        vec![Mark { bbox: v.bbox, caption: format!("{} {:.2}", v.rule_id, v.peak_confidence), primary: true }];
     if let Some(b) = v.object_bbox {
         marks.push(Mark { bbox: b, caption: String::new(), primary: false });
     }

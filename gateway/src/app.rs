@@ -14,12 +14,12 @@ use crate::detect::model::ModelSpec;
 use crate::detect::onnx;
 use crate::detect::service::{DetectPool, Detector};
 use crate::events::{Store, retention};
-use crate::recorder::ClipSettings;
-use crate::rules::{ResolvedRule, RuleError, Roles};
 use crate::hub::{Hub, HubLimits};
 use crate::ingest::{self, Camera, CameraState};
 use crate::live::{Live, LiveSettings};
 use crate::metrics::Metrics;
+use crate::recorder::ClipSettings;
+use crate::rules::{ResolvedRule, Roles, RuleError};
 
 /// Runs the gateway until `shutdown` fires.
 pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -71,6 +71,7 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     let (event_feed, _) = tokio::sync::broadcast::channel(256);
     let detect_status = Arc::new(Mutex::new(serde_json::json!({ "state": "off" })));
     let mut pool = None;
+    let retention_kick = Arc::new(tokio::sync::Notify::new());
     if let Some(store) = &store {
         let limits = retention::Limits {
             max_age: std::time::Duration::from_secs_f64(config.events.retention_days * 86_400.0),
@@ -82,10 +83,20 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
             config.server.data_dir.clone(),
             limits,
             std::time::Duration::from_secs(60),
+            retention_kick.clone(),
             shutdown.child_token(),
         ));
         if config.detect.enabled {
-            match start_detection(&config, &cameras, store, &event_feed, &metrics, &mut tasks, &shutdown) {
+            match start_detection(
+                &config,
+                &cameras,
+                store,
+                &event_feed,
+                &metrics,
+                &retention_kick,
+                &mut tasks,
+                &shutdown,
+            ) {
                 Ok((p, status)) => {
                     pool = Some(p);
                     *detect_status.lock().unwrap_or_else(|p| p.into_inner()) = status;
@@ -151,12 +162,14 @@ type Cameras = BTreeMap<String, Arc<Camera>>;
 
 /// Loads the model and runtime, resolves the rules, and starts sampler, recorder and
 /// analysis tasks for each analysed camera.
+#[allow(clippy::too_many_arguments)] // the wiring takes each shared part by name
 fn start_detection(
     config: &Config,
     cameras: &Cameras,
     store: &Store,
     feed: &tokio::sync::broadcast::Sender<crate::events::Event>,
     metrics: &Metrics,
+    retention_kick: &Arc<tokio::sync::Notify>,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> Result<(Arc<DetectPool>, serde_json::Value), DetectStartError> {
@@ -167,7 +180,8 @@ fn start_detection(
     let env = onnx::init_runtime(&library).map_err(|e| DetectStartError::Unavailable(e.to_string()))?;
     let mut detectors = Vec::new();
     for _ in 0..d.workers {
-        detectors.push(Detector::open(env, &spec, d.threads).map_err(|e| DetectStartError::Unavailable(e.to_string()))?);
+        detectors
+            .push(Detector::open(env, &spec, d.threads).map_err(|e| DetectStartError::Unavailable(e.to_string()))?);
     }
     let pool = DetectPool::start(detectors, metrics.detect.clone());
     let clips = ClipSettings {
@@ -199,6 +213,7 @@ fn start_detection(
             config.server.data_dir.clone(),
             store.clone(),
             clip_rx,
+            retention_kick.clone(),
             shutdown.child_token(),
         ));
         let outputs = crate::analysis::Outputs {

@@ -366,17 +366,15 @@ pub struct Validated {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Validated, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 
     /// Parses and validates config text; `path` only names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Validated, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
         config.validate()
     }
 
@@ -395,8 +393,9 @@ impl Config {
         })?;
         let mut candidates = Vec::new();
         for (i, c) in self.webrtc.candidates.iter().enumerate() {
-            let ip: IpAddr =
-                c.parse().map_err(|_| invalid(format!("webrtc.candidates[{i}]"), format!("`{c}` is not an IP address")))?;
+            let ip: IpAddr = c
+                .parse()
+                .map_err(|_| invalid(format!("webrtc.candidates[{i}]"), format!("`{c}` is not an IP address")))?;
             if ip.is_unspecified() {
                 return Err(invalid(format!("webrtc.candidates[{i}]"), "a wildcard address cannot be a candidate"));
             }
@@ -416,7 +415,8 @@ impl Config {
                 return Err(invalid(format!("webrtc.ice_servers[{i}].urls"), "needs at least one URL"));
             }
             for (j, u) in s.urls.iter().enumerate() {
-                if !["stun:", "turn:", "turns:"].iter().any(|p| u.starts_with(p)) || u.contains(['\r', '\n', '>', '<']) {
+                if !["stun:", "turn:", "turns:"].iter().any(|p| u.starts_with(p)) || u.contains(['\r', '\n', '>', '<'])
+                {
                     return Err(invalid(
                         format!("webrtc.ice_servers[{i}].urls[{j}]"),
                         format!("`{u}` is not a stun:, turn: or turns: URL"),

@@ -41,7 +41,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         println!("config {} is valid: {} camera(s)", cli.config.display(), cfg.config.cameras.len());
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(watch_signals(shutdown.clone()));

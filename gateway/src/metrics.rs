@@ -69,9 +69,7 @@ pub struct CameraMetrics {
 impl CameraMetrics {
     /// The drop counter for one kind of consumer of this camera.
     pub fn drops(&self, consumer: &str) -> Counter {
-        self.drops
-            .get_or_create(&ConsumerLabel { camera: self.camera.clone(), consumer: consumer.to_owned() })
-            .clone()
+        self.drops.get_or_create(&ConsumerLabel { camera: self.camera.clone(), consumer: consumer.to_owned() }).clone()
     }
 }
 
@@ -100,7 +98,11 @@ impl Metrics {
         let detect = DetectMetrics::default();
         registry.register("detect_frames", "Pictures analysed by the detector", detect.frames.clone());
         registry.register("detect_skipped", "Pictures replaced by a newer one before analysis", detect.skipped.clone());
-        registry.register("detect_seconds", "Time spent preprocessing, running and decoding the model", detect.seconds.clone());
+        registry.register(
+            "detect_seconds",
+            "Time spent preprocessing, running and decoding the model",
+            detect.seconds.clone(),
+        );
         registry.register("violations", "Hygiene violations started", detect.violations.clone());
         Self { registry, frames_in, bytes_in, reconnects, online, viewers, drops, whep_rejected, detect }
     }

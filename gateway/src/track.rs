@@ -30,11 +30,7 @@ pub struct TrackerConfig {
 
 impl Default for TrackerConfig {
     fn default() -> Self {
-        Self {
-            iou_threshold: 0.3,
-            max_age: Duration::from_secs(2),
-            min_hits: 2,
-        }
+        Self { iou_threshold: 0.3, max_age: Duration::from_secs(2), min_hits: 2 }
     }
 }
 
@@ -70,10 +66,7 @@ impl TrackState {
     /// Where the box should be at `now` if the object kept its velocity.
     fn predicted(&self, now: Instant, max_age: Duration) -> BBox {
         // Cap extrapolation so a long-unseen track does not drift off across the picture.
-        let dt = now
-            .saturating_duration_since(self.track.last_seen)
-            .min(max_age)
-            .as_secs_f32();
+        let dt = now.saturating_duration_since(self.track.last_seen).min(max_age).as_secs_f32();
         let (vx, vy) = self.velocity;
         let (dx, dy) = (vx * dt, vy * dt);
         if !dx.is_finite() || !dy.is_finite() {
@@ -95,10 +88,7 @@ impl TrackState {
                     measured
                 } else {
                     let (vx, vy) = self.velocity;
-                    (
-                        vx + VELOCITY_GAIN * (measured.0 - vx),
-                        vy + VELOCITY_GAIN * (measured.1 - vy),
-                    )
+                    (vx + VELOCITY_GAIN * (measured.0 - vx), vy + VELOCITY_GAIN * (measured.1 - vy))
                 };
             }
         }
@@ -123,12 +113,7 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker with no tracks.
     pub fn new(config: TrackerConfig) -> Self {
-        Self {
-            config,
-            high_score: DEFAULT_HIGH_SCORE,
-            next_id: 1,
-            tracks: Vec::new(),
-        }
+        Self { config, high_score: DEFAULT_HIGH_SCORE, next_id: 1, tracks: Vec::new() }
     }
 
     /// Sets the score splitting the two association stages (default [`DEFAULT_HIGH_SCORE`]).
@@ -154,31 +139,19 @@ impl Tracker {
     /// that plain ByteTrack drops by score, and the detector's own threshold is the floor.
     pub fn update(&mut self, detections: &[Detection], now: Instant) -> Vec<Track> {
         let max_age = self.config.max_age;
-        self.tracks
-            .retain(|s| now.saturating_duration_since(s.track.last_seen) <= max_age);
+        self.tracks.retain(|s| now.saturating_duration_since(s.track.last_seen) <= max_age);
 
         let valid: Vec<&Detection> = detections.iter().filter(|d| usable(d)).collect();
-        let predicted: Vec<BBox> = self
-            .tracks
-            .iter()
-            .map(|s| s.predicted(now, max_age))
-            .collect();
+        let predicted: Vec<BBox> = self.tracks.iter().map(|s| s.predicted(now, max_age)).collect();
         let mut track_taken = vec![false; self.tracks.len()];
         let mut det_taken = vec![false; valid.len()];
 
         // NaN-safe split: a NaN high_score makes every detection "low", which still associates.
-        let (high, low): (Vec<usize>, Vec<usize>) =
-            (0..valid.len()).partition(|&j| valid[j].score >= self.high_score);
+        let (high, low): (Vec<usize>, Vec<usize>) = (0..valid.len()).partition(|&j| valid[j].score >= self.high_score);
 
         let mut pairs = Vec::new();
         for stage in [&high, &low] {
-            pairs.extend(self.associate(
-                &predicted,
-                &valid,
-                stage,
-                &mut track_taken,
-                &mut det_taken,
-            ));
+            pairs.extend(self.associate(&predicted, &valid, stage, &mut track_taken, &mut det_taken));
         }
         for &(i, j) in &pairs {
             self.tracks[i].absorb(valid[j], now);
@@ -251,10 +224,7 @@ impl Tracker {
 
 fn usable(d: &Detection) -> bool {
     let b = &d.bbox;
-    d.score.is_finite()
-        && [b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite())
-        && b.x2 > b.x1
-        && b.y2 > b.y1
+    d.score.is_finite() && [b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite()) && b.x2 > b.x1 && b.y2 > b.y1
 }
 
 #[cfg(test)]
@@ -267,12 +237,7 @@ mod tests {
             "dog" => 16,
             _ => 99,
         };
-        Detection {
-            class_id,
-            label: label.into(),
-            score,
-            bbox: BBox::new(x1, y1, x2, y2),
-        }
+        Detection { class_id, label: label.into(), score, bbox: BBox::new(x1, y1, x2, y2) }
     }
 
     fn ms(t0: Instant, ms: u64) -> Instant {
@@ -286,10 +251,7 @@ mod tests {
         let mut seen = Vec::new();
         for k in 0..20u64 {
             let x = 10.0 + 15.0 * k as f32;
-            let out = tr.update(
-                &[det("person", 0.9, x, 50.0, x + 100.0, 250.0)],
-                ms(t0, 100 * k),
-            );
+            let out = tr.update(&[det("person", 0.9, x, 50.0, x + 100.0, 250.0)], ms(t0, 100 * k));
             if k == 0 {
                 assert!(out.is_empty(), "tentative tracks are not reported");
                 continue;
@@ -306,15 +268,8 @@ mod tests {
     fn min_hits_zero_or_one_reports_at_once() {
         let t0 = Instant::now();
         for min_hits in [0, 1] {
-            let mut tr = Tracker::new(TrackerConfig {
-                min_hits,
-                ..TrackerConfig::default()
-            });
-            assert_eq!(
-                tr.update(&[det("person", 0.9, 0.0, 0.0, 10.0, 10.0)], t0)
-                    .len(),
-                1
-            );
+            let mut tr = Tracker::new(TrackerConfig { min_hits, ..TrackerConfig::default() });
+            assert_eq!(tr.update(&[det("person", 0.9, 0.0, 0.0, 10.0, 10.0)], t0).len(), 1);
         }
     }
 
@@ -343,23 +298,14 @@ mod tests {
         for k in 0..21u64 {
             let a = 20.0 * k as f32; // moves right
             let b = 400.0 - 20.0 * k as f32; // moves left
-            let dets = [
-                det("person", 0.9, a, 100.0, a + 100.0, 300.0),
-                det("person", 0.8, b, 140.0, b + 100.0, 340.0),
-            ];
+            let dets = [det("person", 0.9, a, 100.0, a + 100.0, 300.0), det("person", 0.8, b, 140.0, b + 100.0, 340.0)];
             let out = tr.update(&dets, ms(t0, 100 * k));
             if k == 0 {
                 continue;
             }
             assert_eq!(out.len(), 2, "frame {k}");
-            let ida = out
-                .iter()
-                .find(|t| (t.bbox.x1 - a).abs() < 1e-3)
-                .map(|t| t.id);
-            let idb = out
-                .iter()
-                .find(|t| (t.bbox.x1 - b).abs() < 1e-3 && t.bbox.y1 == 140.0)
-                .map(|t| t.id);
+            let ida = out.iter().find(|t| (t.bbox.x1 - a).abs() < 1e-3).map(|t| t.id);
+            let idb = out.iter().find(|t| (t.bbox.x1 - b).abs() < 1e-3 && t.bbox.y1 == 140.0).map(|t| t.id);
             let now = (ida.expect("a"), idb.expect("b"));
             match ids {
                 None => ids = Some(now),
@@ -371,10 +317,7 @@ mod tests {
     #[test]
     fn different_labels_never_match() {
         let t0 = Instant::now();
-        let mut tr = Tracker::new(TrackerConfig {
-            min_hits: 1,
-            ..TrackerConfig::default()
-        });
+        let mut tr = Tracker::new(TrackerConfig { min_hits: 1, ..TrackerConfig::default() });
         let p = tr.update(&[det("person", 0.9, 0.0, 0.0, 100.0, 100.0)], t0)[0].id;
         let d = tr.update(&[det("dog", 0.9, 0.0, 0.0, 100.0, 100.0)], ms(t0, 100));
         assert_eq!(d.len(), 1);
@@ -382,10 +325,7 @@ mod tests {
         assert_eq!(d[0].label, "dog");
         // Both in one frame on the same spot: two tracks, each keeping its own id.
         let both = tr.update(
-            &[
-                det("dog", 0.9, 0.0, 0.0, 100.0, 100.0),
-                det("person", 0.9, 0.0, 0.0, 100.0, 100.0),
-            ],
+            &[det("dog", 0.9, 0.0, 0.0, 100.0, 100.0), det("person", 0.9, 0.0, 0.0, 100.0, 100.0)],
             ms(t0, 200),
         );
         let ids: Vec<(String, u64)> = both.iter().map(|t| (t.label.clone(), t.id)).collect();
@@ -396,10 +336,7 @@ mod tests {
     #[test]
     fn nan_infinite_empty_and_inverted_detections_are_ignored() {
         let t0 = Instant::now();
-        let mut tr = Tracker::new(TrackerConfig {
-            min_hits: 1,
-            ..TrackerConfig::default()
-        });
+        let mut tr = Tracker::new(TrackerConfig { min_hits: 1, ..TrackerConfig::default() });
         let bad = [
             det("person", f32::NAN, 0.0, 0.0, 10.0, 10.0),
             det("person", f32::INFINITY, 0.0, 0.0, 10.0, 10.0),
@@ -419,12 +356,8 @@ mod tests {
     #[test]
     fn nan_config_and_time_going_backwards_do_not_panic() {
         let t0 = Instant::now() + Duration::from_secs(10);
-        let mut tr = Tracker::new(TrackerConfig {
-            iou_threshold: f32::NAN,
-            max_age: Duration::ZERO,
-            min_hits: 0,
-        })
-        .with_high_score(f32::NAN);
+        let mut tr = Tracker::new(TrackerConfig { iou_threshold: f32::NAN, max_age: Duration::ZERO, min_hits: 0 })
+            .with_high_score(f32::NAN);
         let d = [det("person", 0.9, 0.0, 0.0, 10.0, 10.0)];
         tr.update(&d, t0);
         tr.update(&d, t0 - Duration::from_secs(5));
@@ -438,26 +371,17 @@ mod tests {
     #[test]
     fn confident_detections_claim_tracks_first_and_weak_ones_keep_tracks_alive() {
         let t0 = Instant::now();
-        let mut tr = Tracker::new(TrackerConfig {
-            min_hits: 1,
-            ..TrackerConfig::default()
-        });
+        let mut tr = Tracker::new(TrackerConfig { min_hits: 1, ..TrackerConfig::default() });
         let id = tr.update(&[det("person", 0.9, 0.0, 0.0, 100.0, 200.0)], t0)[0].id;
         // The weak box overlaps more, but the confident one wins the track.
         let out = tr.update(
-            &[
-                det("person", 0.2, 0.0, 0.0, 100.0, 190.0),
-                det("person", 0.8, 30.0, 0.0, 130.0, 200.0),
-            ],
+            &[det("person", 0.2, 0.0, 0.0, 100.0, 190.0), det("person", 0.8, 30.0, 0.0, 130.0, 200.0)],
             ms(t0, 100),
         );
         let kept = out.iter().find(|t| t.id == id).expect("track kept");
         assert_eq!(kept.score, 0.8);
         // A weak detection alone still extends a track.
-        let mut tr = Tracker::new(TrackerConfig {
-            min_hits: 1,
-            ..TrackerConfig::default()
-        });
+        let mut tr = Tracker::new(TrackerConfig { min_hits: 1, ..TrackerConfig::default() });
         let id = tr.update(&[det("person", 0.9, 0.0, 0.0, 100.0, 200.0)], t0)[0].id;
         let out = tr.update(&[det("person", 0.2, 10.0, 0.0, 110.0, 200.0)], ms(t0, 100));
         assert_eq!(out.len(), 1);

@@ -112,13 +112,15 @@ async fn capacity(report: &mut String, n: usize, decode: &str) -> anyhow::Result
 /// Scene time → event arrival on the SSE feed, for the person (enters at 10 s) and the
 /// cat (enters at 25 s), with `min_duration_s = 1`.
 async fn event_latency(report: &mut String) -> anyhow::Result<()> {
-    let sim = Sim::start(&SimOptions { width: 1280, height: 720, scene: Some("default".into()), ..Default::default() })?;
+    let sim =
+        Sim::start(&SimOptions { width: 1280, height: 720, scene: Some("default".into()), ..Default::default() })?;
     let t0 = SystemTime::now();
     let rules = "[[rules]]\nid = \"person\"\nkind = \"presence\"\nsubject = \"person\"\nmin_duration_s = 1\n\
                  [[rules]]\nid = \"animal\"\nkind = \"presence\"\nsubject = \"animal\"\nmin_duration_s = 1\n";
     let (config, port) = Gateway::config(&[("cam1", sim.url("cam1"))], &format!("{}{rules}", detect_config()));
     let gw = Gateway::start_with(&config, port)?;
-    let mut sse = reqwest::Client::new().get(format!("{}/api/events/stream", gw.base)).bearer_auth(&gw.token).send().await?;
+    let mut sse =
+        reqwest::Client::new().get(format!("{}/api/events/stream", gw.base)).bearer_auth(&gw.token).send().await?;
     let mut seen: Vec<(String, f64)> = Vec::new();
     let mut buf = String::new();
     let deadline = Instant::now() + Duration::from_secs(45);
@@ -148,7 +150,10 @@ async fn event_latency(report: &mut String) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let mut report = String::new();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    writeln!(report, "# Detection benchmark\n\nMachine: {cores} cores. Model: nanodet-g-416 (ONNX Runtime 1.32, CPU).\n")?;
+    writeln!(
+        report,
+        "# Detection benchmark\n\nMachine: {cores} cores. Model: nanodet-g-416 (ONNX Runtime 1.32, CPU).\n"
+    )?;
     writeln!(report, "## Per frame (1280x720 picture, median of 30)\n")?;
     writeln!(
         report,
@@ -168,7 +173,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     writeln!(report, "\n## Violation on screen → event on the SSE feed (min_duration_s = 1)\n")?;
-    writeln!(report, "| rule | on screen at | event at | latency | latency beyond min_duration |\n|---|---|---|---|---|")?;
+    writeln!(
+        report,
+        "| rule | on screen at | event at | latency | latency beyond min_duration |\n|---|---|---|---|---|"
+    )?;
     event_latency(&mut report).await?;
 
     println!("{report}");

@@ -76,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     writeln!(report, "# Relay benchmark\n")?;
     writeln!(report, "Camera: camera-sim 1280x720 @ {FPS} fps, GOP {GOP} frames (2 s), 2 Mbit/s, RTSP over TCP.")?;
-    writeln!(report, "Machine: {cores} cores. All traffic on 127.0.0.1. Viewers are str0m WHEP clients in the benchmark process.\n")?;
+    writeln!(
+        report,
+        "Machine: {cores} cores. All traffic on 127.0.0.1. Viewers are str0m WHEP clients in the benchmark process.\n"
+    )?;
 
     // 1. Latency: direct RTSP vs through the gateway, and time to first frame.
     let sim = Sim::start(&camera_720p())?;
@@ -112,7 +115,10 @@ async fn main() -> anyhow::Result<()> {
         }
         v.close(&gw.token).await?;
     }
-    writeln!(report, "\n## Time to first frame (offer POST → first complete keyframe, signalling and DTLS included)\n")?;
+    writeln!(
+        report,
+        "\n## Time to first frame (offer POST → first complete keyframe, signalling and DTLS included)\n"
+    )?;
     writeln!(
         report,
         "{} joins: p50 {} ms, max {} ms (the GOP cache hands over the last keyframe at once)",
@@ -123,7 +129,10 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. Gateway CPU and RSS with 0, 1, 20, 100 viewers of one camera.
     writeln!(report, "\n## Gateway CPU and memory, 1 camera\n")?;
-    writeln!(report, "| viewers | gateway CPU (% of one core) | per viewer | RSS MiB | min viewer fps |\n|---|---|---|---|---|")?;
+    writeln!(
+        report,
+        "| viewers | gateway CPU (% of one core) | per viewer | RSS MiB | min viewer fps |\n|---|---|---|---|---|"
+    )?;
     let mut viewers: Vec<Viewer> = Vec::new();
     let mut base_cpu = None;
     for target in [0usize, 1, 20, 100] {

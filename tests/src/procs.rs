@@ -164,7 +164,17 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        Self { cameras: 1, first_index: 1, fps: 25, gop: 50, width: 640, height: 360, bitrate_kbps: 800, rtsp_port: 0, scene: None }
+        Self {
+            cameras: 1,
+            first_index: 1,
+            fps: 25,
+            gop: 50,
+            width: 640,
+            height: 360,
+            bitrate_kbps: 800,
+            rtsp_port: 0,
+            scene: None,
+        }
     }
 }
 

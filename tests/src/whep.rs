@@ -65,7 +65,12 @@ pub struct Viewer {
 }
 
 /// Posts `offer` to a WHEP endpoint; returns the status, Location and body.
-pub async fn post_offer(url: &str, token: &str, content_type: &str, body: String) -> anyhow::Result<(u16, Option<String>, String)> {
+pub async fn post_offer(
+    url: &str,
+    token: &str,
+    content_type: &str,
+    body: String,
+) -> anyhow::Result<(u16, Option<String>, String)> {
     let resp = reqwest::Client::new()
         .post(url)
         .bearer_auth(token)
@@ -114,7 +119,15 @@ impl Viewer {
             want_keyframe.clone(),
             started,
         ));
-        Ok(Self { stats, frames: opts.keep_frames.then_some(rx), location, paused, stop, want_keyframe, task: Some(task) })
+        Ok(Self {
+            stats,
+            frames: opts.keep_frames.then_some(rx),
+            location,
+            paused,
+            stop,
+            want_keyframe,
+            task: Some(task),
+        })
     }
 
     /// Stops reading the socket, as a viewer on a stalled network would.
@@ -212,7 +225,8 @@ async fn run(
                     Event::MediaData(m) => {
                         mid = Some(m.mid);
                         let at = Instant::now();
-                        let latency_us = stamp::parse_stamp(&m.data).map(|t| stamp::unix_micros_now() as i64 - t as i64);
+                        let latency_us =
+                            stamp::parse_stamp(&m.data).map(|t| stamp::unix_micros_now() as i64 - t as i64);
                         if let Ok(mut s) = stats.lock() {
                             s.frames += 1;
                             s.first_frame_after.get_or_insert(at - started);

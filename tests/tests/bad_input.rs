@@ -18,12 +18,17 @@ const BASE: &str = "[server]\nlisten = \"127.0.0.1:18080\"\n[auth]\nadmin_token 
 
 #[test]
 fn bad_configs_are_rejected_naming_the_key() {
-    let (ok, _) = check_config(&format!("{BASE}[[cameras]]\nid = \"cam1\"\nname = \"后厨\"\nurl = \"rtsp://127.0.0.1:8554/cam1\"\n"));
+    let (ok, _) = check_config(&format!(
+        "{BASE}[[cameras]]\nid = \"cam1\"\nname = \"后厨\"\nurl = \"rtsp://127.0.0.1:8554/cam1\"\n"
+    ));
     assert!(ok, "a good config passes --check");
 
     let cases = [
         (format!("{BASE}[server2]\n"), "server2"),
-        (format!("{BASE}[[cameras]]\nid = \"cam1\"\nname = \"x\"\nurl = \"http://127.0.0.1/cam1\"\n"), "cameras[0].url"),
+        (
+            format!("{BASE}[[cameras]]\nid = \"cam1\"\nname = \"x\"\nurl = \"http://127.0.0.1/cam1\"\n"),
+            "cameras[0].url",
+        ),
         (format!("{BASE}[[cameras]]\nid = \"cam 1\"\nname = \"x\"\nurl = \"rtsp://h/x\"\n"), "cameras[0].id"),
         (format!("{BASE}[[cameras]]\nid = \"cam1\"\nname = \"x\"\nurl = \"rtsp://h/x\"\nfps = 5\n"), "fps"),
         (format!("{BASE}[webrtc]\nudp_listen = \"0.0.0.0:8189\"\n"), "webrtc.candidates"),
@@ -40,7 +45,10 @@ fn bad_configs_are_rejected_naming_the_key() {
 }
 
 fn check_config_missing() -> (bool, String) {
-    let out = Command::new(binary("mingchu")).args(["--config", "/nonexistent/mingchu.toml", "--check"]).output().expect("run");
+    let out = Command::new(binary("mingchu"))
+        .args(["--config", "/nonexistent/mingchu.toml", "--check"])
+        .output()
+        .expect("run");
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 

@@ -24,7 +24,10 @@ async fn detection_off_but_live_works(detect: &str, needle: &str) -> anyhow::Res
 async fn missing_model_file() -> anyhow::Result<()> {
     let dir = mingchu_e2e::procs::tempdir::TempDir::new("mingchu-model")?;
     let manifest = std::fs::read_to_string(repo_root().join("models/nanodet-g-416.toml"))?;
-    std::fs::write(dir.path().join("m.toml"), manifest.replace("file = \"nanodet-g-416.onnx\"", "file = \"gone.onnx\""))?;
+    std::fs::write(
+        dir.path().join("m.toml"),
+        manifest.replace("file = \"nanodet-g-416.onnx\"", "file = \"gone.onnx\""),
+    )?;
     std::fs::copy(repo_root().join("models/coco80.txt"), dir.path().join("coco80.txt"))?;
     let detect = detect_config().replace(
         &repo_root().join("models/nanodet-g-416.toml").display().to_string(),
@@ -53,9 +56,10 @@ async fn corrupt_model_file() -> anyhow::Result<()> {
 async fn wrong_input_shape_in_manifest() -> anyhow::Result<()> {
     let dir = mingchu_e2e::procs::tempdir::TempDir::new("mingchu-model")?;
     let manifest = std::fs::read_to_string(repo_root().join("models/nanodet-g-416.toml"))?;
-    let manifest = manifest
-        .replace("input_width = 416", "input_width = 320")
-        .replace("file = \"nanodet-g-416.onnx\"", &format!("file = \"{}\"", repo_root().join("models/nanodet-g-416.onnx").display()));
+    let manifest = manifest.replace("input_width = 416", "input_width = 320").replace(
+        "file = \"nanodet-g-416.onnx\"",
+        &format!("file = \"{}\"", repo_root().join("models/nanodet-g-416.onnx").display()),
+    );
     std::fs::write(dir.path().join("m.toml"), manifest)?;
     std::fs::copy(repo_root().join("models/coco80.txt"), dir.path().join("coco80.txt"))?;
     let detect = detect_config().replace(
@@ -67,7 +71,8 @@ async fn wrong_input_shape_in_manifest() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_onnx_runtime_library() -> anyhow::Result<()> {
-    let detect = detect_config().replace(".tools/onnxruntime/libonnxruntime.so.1.32.0", ".tools/nowhere/libonnxruntime.so.1.32.0");
+    let detect = detect_config()
+        .replace(".tools/onnxruntime/libonnxruntime.so.1.32.0", ".tools/nowhere/libonnxruntime.so.1.32.0");
     detection_off_but_live_works(&detect, "ORT_DYLIB_PATH").await
 }
 
@@ -75,7 +80,8 @@ async fn missing_onnx_runtime_library() -> anyhow::Result<()> {
 async fn killed_during_a_clip_restarts_consistent() -> anyhow::Result<()> {
     let sim = Sim::start(&SimOptions { scene: Some("default".into()), width: 640, height: 360, ..Default::default() })?;
     let started = Instant::now();
-    let rules = "[[rules]]\nid = \"person_in_kitchen\"\nkind = \"presence\"\nsubject = \"person\"\nmin_duration_s = 1\n";
+    let rules =
+        "[[rules]]\nid = \"person_in_kitchen\"\nkind = \"presence\"\nsubject = \"person\"\nmin_duration_s = 1\n";
     let (config, port) = Gateway::config(&[("cam1", sim.url("cam1"))], &format!("{}{rules}", detect_config()));
     let gw = Gateway::start_with(&config, port)?;
     // The person is in view from 10 s to 25 s; the clip stays open until ~38 s.
@@ -108,5 +114,54 @@ async fn killed_during_a_clip_restarts_consistent() -> anyhow::Result<()> {
     // The database takes new events after the restart.
     let listed = gw.get_json("/api/events").await?;
     assert!(listed.as_array().is_some_and(|a| a.iter().any(|x| x["id"] == id)));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_disk_frees_space_and_live_keeps_running() -> anyhow::Result<()> {
+    let sim = Sim::start(&SimOptions { scene: Some("default".into()), width: 640, height: 360, ..Default::default() })?;
+    // Jump to just before the person enters (10 s).
+    sim.control("cameras/cam1/scene?t=7").await?;
+    let started = Instant::now();
+    // No disk has a petabyte free: the data disk counts as full all the time.
+    let extra = "[events]\npost_roll_s = 1\nmin_free_bytes = 1000000000000000\n\
+                 [[rules]]\nid = \"person_in_kitchen\"\nkind = \"presence\"\nsubject = \"person\"\nmin_duration_s = 1\nend_after_s = 1\n";
+    let (config, port) = Gateway::config(&[("cam1", sim.url("cam1"))], &format!("{}{extra}", detect_config()));
+    let mut gw = Gateway::start_with(&config, port)?;
+    gw.wait_state("cam1", "online", Duration::from_secs(10)).await?;
+    let viewer = Viewer::connect(&gw.base, &gw.token, "cam1", ViewerOptions::default()).await?;
+    viewer.wait_frames(1, Duration::from_secs(5)).await?;
+
+    let id = loop {
+        let events = gw.get_json("/api/events").await?;
+        if let Some(id) = events.as_array().and_then(|a| a.first()).and_then(|e| e["id"].as_i64()) {
+            break id;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no event by 20 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // Once its clip is written, retention deletes the oldest event to free space.
+    let client = reqwest::Client::new();
+    loop {
+        let r = client.get(format!("{}/api/events/{id}", gw.base)).bearer_auth(&gw.token).send().await?;
+        if r.status() == 404 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(40), "the event was never removed to free space");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let snap = client.get(format!("{}/api/events/{id}/snapshot.jpg", gw.base)).bearer_auth(&gw.token).send().await?;
+    assert_eq!(snap.status(), 404);
+    let snapshots = gw.dir.path().join("data/snapshots/cam1");
+    let left = std::fs::read_dir(&snapshots).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "snapshot files are deleted with their events");
+    assert!(
+        gw.proc.drain_lines().iter().any(|l| l.contains("retention removed old events")),
+        "the gateway logs what retention did"
+    );
+    // Live view never noticed.
+    let before = viewer.frames_received();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(viewer.frames_received() - before >= 40, "live video kept flowing");
     Ok(())
 }

@@ -54,11 +54,8 @@ async fn scene_produces_the_expected_events_with_snapshot_and_clip() -> anyhow::
     assert_eq!(health["detect"]["state"], "on", "{health}");
 
     // Listen to the live feed from the start.
-    let mut sse = reqwest::Client::new()
-        .get(format!("{}/api/events/stream", gw.base))
-        .bearer_auth(&gw.token)
-        .send()
-        .await?;
+    let mut sse =
+        reqwest::Client::new().get(format!("{}/api/events/stream", gw.base)).bearer_auth(&gw.token).send().await?;
     assert_eq!(sse.status(), 200);
 
     // Wait for the cat's clip: the cat leaves at 40 s, +3 s to end, +3 s post-roll.

@@ -28,7 +28,12 @@ async fn viewer_receives_decodable_h264_at_source_fps() -> anyhow::Result<()> {
     }
     let decoded = decode(&units)?;
     assert!(decoded.errors.is_empty(), "decoder errors: {:?}", decoded.errors);
-    assert!(decoded.pictures as usize >= units.len() * 9 / 10, "{} pictures from {} units", decoded.pictures, units.len());
+    assert!(
+        decoded.pictures as usize >= units.len() * 9 / 10,
+        "{} pictures from {} units",
+        decoded.pictures,
+        units.len()
+    );
     assert_eq!(decoded.sizes.first(), Some(&(640, 360)));
 
     let cam = gw.camera("cam1").await?;

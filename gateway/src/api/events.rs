@@ -6,8 +6,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::Response;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
 use tower::ServiceExt;
@@ -17,7 +17,10 @@ use super::{ApiError, AppState};
 use crate::events::{Event, Filter, Status, Store};
 
 fn store(state: &AppState) -> Result<&Store, ApiError> {
-    state.events.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event store is not available"))
+    state
+        .events
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event store is not available"))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -26,7 +29,10 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// `GET /api/events?camera=&kind=&status=&from=&to=&limit=&before_id=`.
-pub async fn list(State(state): State<AppState>, query: Result<Query<Filter>, axum::extract::rejection::QueryRejection>) -> Result<axum::Json<Vec<Event>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<Vec<Event>>, ApiError> {
     let Query(filter) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     Ok(axum::Json(store(&state)?.list(filter).await.map_err(internal)?))
 }
@@ -63,7 +69,14 @@ pub async fn patch(
     Ok(axum::Json(event))
 }
 
-async fn serve_file(state: &AppState, rel: Option<String>, what: &str, id: i64, content_type: &str, req: Request) -> Result<Response, ApiError> {
+async fn serve_file(
+    state: &AppState,
+    rel: Option<String>,
+    what: &str,
+    id: i64,
+    content_type: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
     let rel = rel.ok_or_else(|| ApiError::not_found(format!("event {id} has no {what}")))?;
     let path = state.data_dir.join(&rel);
     if !path.is_file() {
@@ -78,13 +91,21 @@ async fn serve_file(state: &AppState, rel: Option<String>, what: &str, id: i64, 
 
 /// `GET /api/events/{id}/snapshot.jpg`.
 pub async fn snapshot(State(state): State<AppState>, Path(id): Path<i64>, req: Request) -> Result<Response, ApiError> {
-    let files = store(&state)?.files(id).await.map_err(internal)?.ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
+    let files = store(&state)?
+        .files(id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
     serve_file(&state, files.snapshot, "snapshot", id, "image/jpeg", req).await
 }
 
 /// `GET /api/events/{id}/clip.mp4`, with HTTP Range so phones can seek.
 pub async fn clip(State(state): State<AppState>, Path(id): Path<i64>, req: Request) -> Result<Response, ApiError> {
-    let files = store(&state)?.files(id).await.map_err(internal)?.ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
+    let files = store(&state)?
+        .files(id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
     serve_file(&state, files.clip, "clip (yet)", id, "video/mp4", req).await
 }
 
@@ -106,4 +127,3 @@ pub async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Res
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
-

@@ -76,7 +76,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .route("/metrics", get(metrics))
         .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("../../../web/index.html")) }))
-        .route("/whep.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("../../../web/whep.js")) }))
+        .route(
+            "/whep.js",
+            get(|| async { page("text/javascript; charset=utf-8", include_str!("../../../web/whep.js")) }),
+        )
         .with_state(state)
 }
 

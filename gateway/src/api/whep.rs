@@ -50,7 +50,10 @@ pub async fn offer(
 }
 
 /// `DELETE /api/cameras/{id}/whep/{session}`: the viewer leaves.
-pub async fn end(State(state): State<AppState>, Path((camera_id, session)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+pub async fn end(
+    State(state): State<AppState>,
+    Path((camera_id, session)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     state.camera(&camera_id)?;
     if state.live.end_viewer(&camera_id, &session) {
         Ok(StatusCode::OK)
@@ -62,8 +65,9 @@ pub async fn end(State(state): State<AppState>, Path((camera_id, session)): Path
 /// `PATCH /api/cameras/{id}/whep/{session}`: trickle ICE is not needed with an ICE-lite
 /// server (it learns the viewer's address from its checks), so it is declined as WHEP says.
 pub async fn patch() -> Response {
-    let mut resp = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "trickle ICE is not supported; send all candidates in the offer")
-        .into_response();
+    let mut resp =
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "trickle ICE is not supported; send all candidates in the offer")
+            .into_response();
     resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("DELETE"));
     resp
 }

@@ -7,5 +7,5 @@ pub mod preprocess;
 pub use geometry::{BBox, Detection};
 pub mod model;
 pub mod onnx;
-pub mod service;
 pub mod priority;
+pub mod service;

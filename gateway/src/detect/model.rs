@@ -130,10 +130,13 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// Reads and checks a manifest and its labels file.
     pub fn load(manifest_path: &Path) -> Result<Self, ManifestError> {
-        let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| ManifestError::Read { path: p.to_owned(), source });
+        let read =
+            |p: &Path| std::fs::read_to_string(p).map_err(|source| ManifestError::Read { path: p.to_owned(), source });
         let text = read(manifest_path)?;
-        let manifest: Manifest = toml::from_str(&text)
-            .map_err(|e| ManifestError::Parse { path: manifest_path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| ManifestError::Parse {
+            path: manifest_path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
         let invalid = |key: &str, message: String| ManifestError::Invalid {
             path: manifest_path.to_owned(),
             key: key.to_owned(),
@@ -180,7 +183,10 @@ impl ModelSpec {
                 continue;
             }
             let Some(i) = labels.iter().position(|l| l == label) else {
-                return Err(invalid(&format!("thresholds.{label}"), format!("`{label}` is not one of the model's labels")));
+                return Err(invalid(
+                    &format!("thresholds.{label}"),
+                    format!("`{label}` is not one of the model's labels"),
+                ));
             };
             class_thresholds[i] = *t;
         }
@@ -243,7 +249,11 @@ mod tests {
     }
 
     fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("mingchu-manifest-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let d = std::env::temp_dir().join(format!(
+            "mingchu-manifest-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::create_dir_all(&d).expect("dir");
         d
     }

@@ -24,7 +24,9 @@ pub enum OnnxError {
     )]
     LibraryMissing(PathBuf),
     /// The library could not be loaded (wrong file or version).
-    #[error("cannot load ONNX Runtime from {path} (set by detect.ort_library or ORT_DYLIB_PATH; version {ORT_VERSION} expected): {message}")]
+    #[error(
+        "cannot load ONNX Runtime from {path} (set by detect.ort_library or ORT_DYLIB_PATH; version {ORT_VERSION} expected): {message}"
+    )]
     Library {
         /// The library path.
         path: PathBuf,
@@ -98,7 +100,9 @@ impl OnnxModel {
         if let Some(want) = &spec.manifest.sha256 {
             let got = hex(&Sha256::digest(&bytes));
             if !got.eq_ignore_ascii_case(want.trim()) {
-                return Err(model_err(format!("sha256 is {got}, the manifest says {want}: the file is corrupt or not this model")));
+                return Err(model_err(format!(
+                    "sha256 is {got}, the manifest says {want}: the file is corrupt or not this model"
+                )));
             }
         }
         let session = Session::builder(env)
@@ -136,7 +140,8 @@ impl OnnxModel {
         if input.len() != want {
             return Err(OnnxError::Run(format!("input has {} values, the model takes {want}", input.len())));
         }
-        let tensor = TensorRef::from_array_view((self.input_shape, input)).map_err(|e| OnnxError::Run(e.to_string()))?;
+        let tensor =
+            TensorRef::from_array_view((self.input_shape, input)).map_err(|e| OnnxError::Run(e.to_string()))?;
         let names: Vec<String> = self.session.outputs().iter().map(|o| o.name().to_owned()).collect();
         let outputs = self
             .session

@@ -726,6 +726,23 @@ mod tests {
     }
 
     #[test]
+    fn columns_past_one_block_sample_the_right_pixels() {
+        // 1200x2 picture, both rows alike, into 600x1: scale 0.5, so model column d samples
+        // source x = 2d + 0.5, the mean of pixels 2d and 2d + 1.
+        let value = |x: usize| ((x * 7) % 256) as u8;
+        let row: Vec<u8> = (0..1200).flat_map(|x| [value(x), value(x), 255 - value(x)]).collect();
+        let pic = [row.clone(), row].concat();
+        let spec = plain(600, 1);
+        let mut t = Vec::new();
+        preprocess(&pic, 1200, 2, 3600, &spec, &mut t).unwrap();
+        for d in 0..600 {
+            let want = (f32::from(value(2 * d)) + f32::from(value(2 * d + 1))) / 2.0;
+            assert!(close(at(&spec, &t, 0, 0, d), want), "column {d}");
+            assert!(close(at(&spec, &t, 2, 0, d), 255.0 - want), "column {d}");
+        }
+    }
+
+    #[test]
     fn area_averages_when_shrinking() {
         // 4x1 picture 0,100,200,40 shrunk to 2 wide averages pairs.
         let pic = [0, 0, 0, 100, 100, 100, 200, 200, 200, 40, 40, 40];

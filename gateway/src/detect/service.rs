@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::Detection;
 use super::decode::Decoder as OutputDecoder;
 use super::model::ModelSpec;
 use super::onnx::{OnnxError, OnnxModel};
 use super::preprocess::{InputSpec, preprocess};
-use super::Detection;
 use crate::metrics::DetectMetrics;
 use crate::sampler::Picture;
 
@@ -126,10 +126,7 @@ impl DetectPool {
             ready: Condvar::new(),
             stopped: std::sync::atomic::AtomicBool::new(false),
         });
-        let pool = Arc::new(Self {
-            shared: shared.clone(),
-            metrics,
-        });
+        let pool = Arc::new(Self { shared: shared.clone(), metrics });
         for (i, mut det) in detectors.into_iter().enumerate() {
             let pool = pool.clone();
             let spawned = std::thread::Builder::new().name(format!("detect-{i}")).spawn(move || pool.work(&mut det));

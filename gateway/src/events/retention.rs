@@ -82,13 +82,22 @@ async fn remove(store: &Store, data_dir: &Path, id: i64, files: super::EventFile
     store.delete(id).await
 }
 
-/// Runs retention every `every` until `cancel`.
-pub async fn run(store: Store, data_dir: PathBuf, limits: Limits, every: Duration, cancel: CancellationToken) {
+/// Runs retention every `every`, and whenever `kick` is notified (a clip was written),
+/// until `cancel`.
+pub async fn run(
+    store: Store,
+    data_dir: PathBuf,
+    limits: Limits,
+    every: Duration,
+    kick: std::sync::Arc<tokio::sync::Notify>,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
+            _ = kick.notified() => {}
         }
         match enforce(&store, &data_dir, limits).await {
             Ok(0) => {}

@@ -206,8 +206,7 @@ impl Store {
             tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
             tx.commit().map_err(err)?;
         }
-        conn.execute("UPDATE events SET clip_state = 'failed' WHERE clip_state = 'pending'", [])
-            .map_err(err)?;
+        conn.execute("UPDATE events SET clip_state = 'failed' WHERE clip_state = 'pending'", []).map_err(err)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), path })
     }
 
@@ -242,8 +241,11 @@ impl Store {
     /// Raises the peak confidence.
     pub async fn update_peak(&self, id: i64, confidence: f64) -> Result<(), StoreError> {
         self.with(move |c| {
-            c.execute("UPDATE events SET peak_confidence = max(peak_confidence, ?2) WHERE id = ?1", params![id, confidence])
-                .map(|_| ())
+            c.execute(
+                "UPDATE events SET peak_confidence = max(peak_confidence, ?2) WHERE id = ?1",
+                params![id, confidence],
+            )
+            .map(|_| ())
         })
         .await
     }
@@ -263,8 +265,11 @@ impl Store {
     /// Records the snapshot file (relative path) and its size.
     pub async fn set_snapshot(&self, id: i64, rel: String, bytes: u64) -> Result<(), StoreError> {
         self.with(move |c| {
-            c.execute("UPDATE events SET snapshot = ?2, bytes = bytes + ?3 WHERE id = ?1", params![id, rel, bytes as i64])
-                .map(|_| ())
+            c.execute(
+                "UPDATE events SET snapshot = ?2, bytes = bytes + ?3 WHERE id = ?1",
+                params![id, rel, bytes as i64],
+            )
+            .map(|_| ())
         })
         .await
     }
@@ -345,7 +350,12 @@ impl Store {
     }
 
     /// Sets status and/or note; returns the updated event.
-    pub async fn patch(&self, id: i64, status: Option<Status>, note: Option<String>) -> Result<Option<Event>, StoreError> {
+    pub async fn patch(
+        &self,
+        id: i64,
+        status: Option<Status>,
+        note: Option<String>,
+    ) -> Result<Option<Event>, StoreError> {
         self.with(move |c| {
             if let Some(s) = status {
                 c.execute("UPDATE events SET status = ?2 WHERE id = ?1", params![id, s.as_str()])?;
@@ -425,7 +435,8 @@ mod tests {
         assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), vec![b, a], "newest first");
         let p = store.patch(a, Some(Status::Confirmed), Some("戴口罩".into())).await.expect("patch").expect("exists");
         assert_eq!((p.status, p.note.as_str()), (Status::Confirmed, "戴口罩"));
-        let confirmed = store.list(Filter { status: Some(Status::Confirmed), ..Default::default() }).await.expect("list");
+        let confirmed =
+            store.list(Filter { status: Some(Status::Confirmed), ..Default::default() }).await.expect("list");
         assert_eq!(confirmed.len(), 1);
     }
 

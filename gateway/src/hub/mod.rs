@@ -126,11 +126,8 @@ impl Hub {
         for unit in inner.gop.units() {
             queue.push(unit.clone());
         }
-        let slot = Arc::new(Slot {
-            queue: Mutex::new(queue),
-            notify: Notify::new(),
-            drops: self.metrics.drops(consumer),
-        });
+        let slot =
+            Arc::new(Slot { queue: Mutex::new(queue), notify: Notify::new(), drops: self.metrics.drops(consumer) });
         slot.notify.notify_one();
         inner.slots.push(slot.clone());
         Subscription { hub: self.clone(), slot }

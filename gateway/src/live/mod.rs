@@ -98,7 +98,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Live {
     /// Binds the shared socket and starts routing datagrams.
     pub async fn start(settings: LiveSettings, cancel: CancellationToken) -> Result<Arc<Self>, LiveError> {
-        let socket = bind_udp(settings.udp_listen).map_err(|source| LiveError::Socket { addr: settings.udp_listen, source })?;
+        let socket =
+            bind_udp(settings.udp_listen).map_err(|source| LiveError::Socket { addr: settings.udp_listen, source })?;
         let local = socket.local_addr().map_err(|source| LiveError::Socket { addr: settings.udp_listen, source })?;
         let provider = str0m::crypto::from_feature_flags();
         let cert = provider.dtls_provider.generate_certificate().ok_or(LiveError::Certificate)?;
@@ -333,9 +334,8 @@ mod tests {
         assert!(e.contains("v=0"), "{e}");
         let e = check_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n").unwrap_err().to_string();
         assert!(e.contains("no video"), "{e}");
-        let e = check_offer("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n")
-            .unwrap_err()
-            .to_string();
+        let e =
+            check_offer("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n").unwrap_err().to_string();
         assert!(e.contains("H.264"), "{e}");
     }
 

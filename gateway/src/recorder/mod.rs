@@ -56,6 +56,7 @@ pub async fn run(
     data_dir: PathBuf,
     store: Store,
     mut commands: mpsc::Receiver<ClipCommand>,
+    retention_kick: Arc<tokio::sync::Notify>,
     cancel: CancellationToken,
 ) {
     // Enough queue for a GOP burst; falling behind only shortens a clip's start.
@@ -80,6 +81,7 @@ pub async fn run(
                     let path = data_dir.join(&rel);
                     let store = store.clone();
                     let camera = camera.clone();
+                    let kick = retention_kick.clone();
                     tokio::spawn(async move {
                         let duration = clip_duration(&clip);
                         let units = clip.units;
@@ -101,6 +103,8 @@ pub async fn run(
                         if let Err(e) = result {
                             warn!(error = %e, "cannot record the clip in the database");
                         }
+                        // New bytes on disk: let retention check the budget now.
+                        kick.notify_one();
                     });
                 }
             }

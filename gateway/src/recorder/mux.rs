@@ -54,7 +54,9 @@ pub fn write_mp4(units: &[Arc<AccessUnit>], final_path: &Path) -> Result<u64, Mu
     }
     let _ = src.end_of_stream();
     let bus = pipeline.bus().ok_or_else(|| fail("no bus".into()))?;
-    let result = match bus.timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error]) {
+    let result = match bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error])
+    {
         Some(msg) => match msg.view() {
             gst::MessageView::Error(e) => Err(fail(e.error().to_string())),
             _ => Ok(()),

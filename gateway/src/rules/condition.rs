@@ -58,15 +58,12 @@ pub fn evaluate(
         return None;
     }
     let objects = || {
-        detections.iter().filter(|d| {
-            d.score.is_finite() && usable_box(&d.bbox) && rule.object_labels().contains(&d.label)
-        })
+        detections
+            .iter()
+            .filter(|d| d.score.is_finite() && usable_box(&d.bbox) && rule.object_labels().contains(&d.label))
     };
     Some(match rule.kind() {
-        RuleKind::Presence => Outcome::Violating {
-            confidence: track.score,
-            object_bbox: None,
-        },
+        RuleKind::Presence => Outcome::Violating { confidence: track.score, object_bbox: None },
         RuleKind::MissingAttribute => {
             let (w, h) = (b.width(), b.height());
             let (cx, _) = b.center();
@@ -80,10 +77,7 @@ pub fn evaluate(
                 if objects().any(|d| d.bbox.intersection(&search) > 0.0) {
                     Outcome::Clear
                 } else {
-                    Outcome::Violating {
-                        confidence: track.score,
-                        object_bbox: None,
-                    }
+                    Outcome::Violating { confidence: track.score, object_bbox: None }
                 }
             }
         }
@@ -97,10 +91,7 @@ pub fn evaluate(
                 })
                 .max_by(|a, c| a.score.total_cmp(&c.score));
             match best {
-                Some(d) => Outcome::Violating {
-                    confidence: track.score.min(d.score),
-                    object_bbox: Some(d.bbox),
-                },
+                Some(d) => Outcome::Violating { confidence: track.score.min(d.score), object_bbox: Some(d.bbox) },
                 None => Outcome::Clear,
             }
         }
@@ -118,10 +109,7 @@ fn anchor_point(anchor: Anchor, frame_w: u32, frame_h: u32, b: &BBox) -> Option<
         Anchor::Center => cy,
     };
     // Boxes may poke out of the picture; the anchor is where the object meets the picture.
-    Some((
-        (cx / frame_w as f32).clamp(0.0, 1.0),
-        (y / frame_h as f32).clamp(0.0, 1.0),
-    ))
+    Some(((cx / frame_w as f32).clamp(0.0, 1.0), (y / frame_h as f32).clamp(0.0, 1.0)))
 }
 
 fn in_zones(rule: &ResolvedRule, frame_w: u32, frame_h: u32, b: &BBox) -> bool {
@@ -165,33 +153,14 @@ mod tests {
 
     fn track(label: &str, score: f32, b: BBox) -> Track {
         let t = Instant::now();
-        Track {
-            id: 1,
-            class_id: 0,
-            label: label.into(),
-            bbox: b,
-            score,
-            first_seen: t,
-            last_seen: t,
-            hits: 3,
-        }
+        Track { id: 1, class_id: 0, label: label.into(), bbox: b, score, first_seen: t, last_seen: t, hits: 3 }
     }
 
     fn det(label: &str, score: f32, b: BBox) -> Detection {
-        Detection {
-            class_id: 1,
-            label: label.into(),
-            score,
-            bbox: b,
-        }
+        Detection { class_id: 1, label: label.into(), score, bbox: b }
     }
 
-    const PERSON: BBox = BBox {
-        x1: 100.0,
-        y1: 100.0,
-        x2: 300.0,
-        y2: 600.0,
-    };
+    const PERSON: BBox = BBox { x1: 100.0, y1: 100.0, x2: 300.0, y2: 600.0 };
 
     #[test]
     fn proximity_near_far_and_overlapping() {
@@ -201,34 +170,19 @@ mod tests {
         let phone = det("cell phone", 0.6, BBox::new(150.0, 300.0, 180.0, 340.0));
         assert_eq!(
             evaluate(&r, 640, 640, &p, std::slice::from_ref(&phone)),
-            Some(Outcome::Violating {
-                confidence: 0.6,
-                object_bbox: Some(phone.bbox)
-            })
+            Some(Outcome::Violating { confidence: 0.6, object_bbox: Some(phone.bbox) })
         );
         // Just outside the box but within the 10 % margin (20 px on x).
         let beside = det("cell phone", 0.7, BBox::new(305.0, 300.0, 315.0, 320.0));
-        assert!(matches!(
-            evaluate(&r, 640, 640, &p, &[beside]),
-            Some(Outcome::Violating { .. })
-        ));
+        assert!(matches!(evaluate(&r, 640, 640, &p, &[beside]), Some(Outcome::Violating { .. })));
         // Far away on a counter.
         let far = det("cell phone", 0.9, BBox::new(500.0, 300.0, 530.0, 340.0));
-        assert_eq!(
-            evaluate(&r, 640, 640, &p, std::slice::from_ref(&far)),
-            Some(Outcome::Clear)
-        );
+        assert_eq!(evaluate(&r, 640, 640, &p, std::slice::from_ref(&far)), Some(Outcome::Clear));
         // Centre outside the margin but the boxes overlap.
         let big = det("cell phone", 0.5, BBox::new(290.0, 300.0, 400.0, 340.0));
-        assert!(matches!(
-            evaluate(&r, 640, 640, &p, &[far, big]),
-            Some(Outcome::Violating { .. })
-        ));
+        assert!(matches!(evaluate(&r, 640, 640, &p, &[far, big]), Some(Outcome::Violating { .. })));
         // A non-subject is not judged at all.
-        assert_eq!(
-            evaluate(&r, 640, 640, &track("cat", 0.9, PERSON), &[phone]),
-            None
-        );
+        assert_eq!(evaluate(&r, 640, 640, &track("cat", 0.9, PERSON), &[phone]), None);
     }
 
     #[test]
@@ -241,74 +195,38 @@ mod tests {
         let counter = det("chef hat", 0.9, BBox::new(400.0, 500.0, 450.0, 540.0));
         assert_eq!(
             evaluate(&r, 640, 640, &p, &[counter]),
-            Some(Outcome::Violating {
-                confidence: 0.8,
-                object_bbox: None
-            })
+            Some(Outcome::Violating { confidence: 0.8, object_bbox: None })
         );
         // Head region 10 × 12 px: cannot tell, and never a violation.
         let small = track("person", 0.9, BBox::new(100.0, 100.0, 120.0, 160.0));
-        assert_eq!(
-            evaluate(&r, 640, 640, &small, &[]),
-            Some(Outcome::Unknown(UnknownReason::HeadTooSmall))
-        );
+        assert_eq!(evaluate(&r, 640, 640, &small, &[]), Some(Outcome::Unknown(UnknownReason::HeadTooSmall)));
         // Cut off at the top: the head may be outside the picture.
         let cut = track("person", 0.9, BBox::new(100.0, 0.0, 300.0, 500.0));
-        assert_eq!(
-            evaluate(&r, 640, 640, &cut, &[]),
-            Some(Outcome::Unknown(UnknownReason::TruncatedAtTop))
-        );
+        assert_eq!(evaluate(&r, 640, 640, &cut, &[]), Some(Outcome::Unknown(UnknownReason::TruncatedAtTop)));
     }
 
     #[test]
     fn zones_use_the_feet_of_people() {
         // Left half of the picture only.
-        let r = rule(
-            "id='z'\nkind='presence'\nsubject='person'\nzones=[[[0,0],[0.5,0],[0.5,1],[0,1]]]\n",
-        );
+        let r = rule("id='z'\nkind='presence'\nsubject='person'\nzones=[[[0,0],[0.5,0],[0.5,1],[0,1]]]\n");
         let inside = track("person", 0.9, BBox::new(100.0, 100.0, 200.0, 640.0));
-        assert!(
-            evaluate(&r, 640, 640, &inside, &[]).is_some(),
-            "feet on the bottom edge count"
-        );
+        assert!(evaluate(&r, 640, 640, &inside, &[]).is_some(), "feet on the bottom edge count");
         let outside = track("person", 0.9, BBox::new(400.0, 100.0, 500.0, 600.0));
         assert_eq!(evaluate(&r, 640, 640, &outside, &[]), None);
-        assert_eq!(
-            evaluate(&r, 0, 0, &inside, &[]),
-            None,
-            "no picture size, no zone test"
-        );
+        assert_eq!(evaluate(&r, 0, 0, &inside, &[]), None, "no picture size, no zone test");
     }
 
     #[test]
     fn bad_numbers_are_not_subjects() {
         let r = rule("id='z'\nkind='presence'\nsubject='person'\nmin_score=0.5\n");
-        assert_eq!(
-            evaluate(&r, 640, 640, &track("person", f32::NAN, PERSON), &[]),
-            None
-        );
-        assert_eq!(
-            evaluate(&r, 640, 640, &track("person", 0.4, PERSON), &[]),
-            None
-        );
+        assert_eq!(evaluate(&r, 640, 640, &track("person", f32::NAN, PERSON), &[]), None);
+        assert_eq!(evaluate(&r, 640, 640, &track("person", 0.4, PERSON), &[]), None);
         let nan_box = BBox::new(f32::NAN, 0.0, 10.0, 10.0);
-        assert_eq!(
-            evaluate(&r, 640, 640, &track("person", 0.9, nan_box), &[]),
-            None
-        );
+        assert_eq!(evaluate(&r, 640, 640, &track("person", 0.9, nan_box), &[]), None);
         let inverted = BBox::new(10.0, 10.0, 0.0, 0.0);
-        assert_eq!(
-            evaluate(&r, 640, 640, &track("person", 0.9, inverted), &[]),
-            None
-        );
+        assert_eq!(evaluate(&r, 640, 640, &track("person", 0.9, inverted), &[]), None);
         let p = rule("id='p'\nkind='proximity'\nsubject='person'\nobject='phone'\n");
-        let junk = [
-            det("cell phone", f32::NAN, PERSON),
-            det("cell phone", 0.9, nan_box),
-        ];
-        assert_eq!(
-            evaluate(&p, 640, 640, &track("person", 0.9, PERSON), &junk),
-            Some(Outcome::Clear)
-        );
+        let junk = [det("cell phone", f32::NAN, PERSON), det("cell phone", 0.9, nan_box)];
+        assert_eq!(evaluate(&p, 640, 640, &track("person", 0.9, PERSON), &junk), Some(Outcome::Clear));
     }
 }

@@ -21,9 +21,7 @@ pub enum RuleError {
         message: String,
     },
     /// A subject or object that is neither a role of the model manifest nor a model label.
-    #[error(
-        "config key `{key}`: `{name}` is neither a role in the model manifest nor a label of the model"
-    )]
+    #[error("config key `{key}`: `{name}` is neither a role in the model manifest nor a label of the model")]
     UnknownName {
         /// Key path, e.g. `rules[0].subject`.
         key: String,
@@ -63,10 +61,7 @@ impl RuleError {
 }
 
 pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> RuleError {
-    RuleError::Invalid {
-        key: key.into(),
-        message: message.into(),
-    }
+    RuleError::Invalid { key: key.into(), message: message.into() }
 }
 
 /// What a rule looks for.
@@ -93,9 +88,7 @@ impl RuleKind {
 }
 
 /// How serious a violation is.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Worth knowing.
@@ -219,23 +212,12 @@ impl Roles {
     }
 
     /// Labels for a name in config: a role's labels, else the name itself if it is a model label.
-    pub fn resolve(
-        &self,
-        name: &str,
-        known_labels: &[String],
-        key: &str,
-    ) -> Result<Vec<String>, RuleError> {
+    pub fn resolve(&self, name: &str, known_labels: &[String], key: &str) -> Result<Vec<String>, RuleError> {
         match self.labels(name) {
-            Some([]) => Err(RuleError::NoLabelsForRole {
-                key: key.into(),
-                role: name.into(),
-            }),
+            Some([]) => Err(RuleError::NoLabelsForRole { key: key.into(), role: name.into() }),
             Some(labels) => Ok(labels.to_vec()),
             None if known_labels.iter().any(|l| l == name) => Ok(vec![name.to_string()]),
-            None => Err(RuleError::UnknownName {
-                key: key.into(),
-                name: name.into(),
-            }),
+            None => Err(RuleError::UnknownName { key: key.into(), name: name.into() }),
         }
     }
 }
@@ -318,9 +300,7 @@ impl ResolvedRule {
 
     /// Whether the schedule is in force at `wall`.
     pub fn in_schedule(&self, wall: jiff::Timestamp) -> bool {
-        self.schedule
-            .as_ref()
-            .is_none_or(|s| s.is_active(wall, &self.timezone))
+        self.schedule.as_ref().is_none_or(|s| s.is_active(wall, &self.timezone))
     }
 
     /// How long the condition must hold on one track.
@@ -360,46 +340,27 @@ pub fn validate(
     let cooldown = seconds(rule.cooldown_s, &key("cooldown_s"))?;
     let end_after = seconds(rule.end_after_s, &key("end_after_s"))?;
     if !(0.0..=1.0).contains(&rule.min_score) {
-        return Err(invalid(
-            key("min_score"),
-            format!("must be in 0..=1, got {}", rule.min_score),
-        ));
+        return Err(invalid(key("min_score"), format!("must be in 0..=1, got {}", rule.min_score)));
     }
     if !(0.0..=10.0).contains(&rule.proximity) {
-        return Err(invalid(
-            key("proximity"),
-            format!("must be in 0..=10, got {}", rule.proximity),
-        ));
+        return Err(invalid(key("proximity"), format!("must be in 0..=10, got {}", rule.proximity)));
     }
-    let timezone = TimeZone::get(&rule.timezone).map_err(|e| {
-        invalid(
-            key("timezone"),
-            format!("unknown time zone `{}`: {e}", rule.timezone),
-        )
-    })?;
+    let timezone = TimeZone::get(&rule.timezone)
+        .map_err(|e| invalid(key("timezone"), format!("unknown time zone `{}`: {e}", rule.timezone)))?;
 
     let subject_labels = roles.resolve(&rule.subject, known_labels, &key("subject"))?;
     let object_labels = match (rule.kind, &rule.object) {
         (RuleKind::Presence, None) => Vec::new(),
         (RuleKind::Presence, Some(_)) => {
-            return Err(invalid(
-                key("object"),
-                "only `proximity` and `missing_attribute` rules take an object",
-            ));
+            return Err(invalid(key("object"), "only `proximity` and `missing_attribute` rules take an object"));
         }
         (kind, None) => {
-            return Err(invalid(
-                key("object"),
-                format!("required for kind = \"{}\"", kind.as_str()),
-            ));
+            return Err(invalid(key("object"), format!("required for kind = \"{}\"", kind.as_str())));
         }
         (_, Some(object)) => {
             let labels = roles.resolve(object, known_labels, &key("object"))?;
             if let Some(shared) = labels.iter().find(|l| subject_labels.contains(l)) {
-                return Err(invalid(
-                    key("object"),
-                    format!("label `{shared}` is also a subject label"),
-                ));
+                return Err(invalid(key("object"), format!("label `{shared}` is also a subject label")));
             }
             labels
         }
@@ -408,10 +369,7 @@ pub fn validate(
     let zones = match &rule.zones {
         None => Vec::new(),
         Some(z) if z.is_empty() => {
-            return Err(invalid(
-                key("zones"),
-                "lists no polygons; leave it out for the whole picture",
-            ));
+            return Err(invalid(key("zones"), "lists no polygons; leave it out for the whole picture"));
         }
         Some(z) => z
             .iter()
@@ -419,24 +377,12 @@ pub fn validate(
             .map(|(j, p)| Polygon::parse(p, &key(&format!("zones[{j}]"))))
             .collect::<Result<_, _>>()?,
     };
-    let schedule = rule
-        .schedule
-        .as_deref()
-        .map(|s| Schedule::parse(s, &key("schedule")))
-        .transpose()?;
+    let schedule = rule.schedule.as_deref().map(|s| Schedule::parse(s, &key("schedule"))).transpose()?;
 
-    let person: HashSet<&str> = roles
-        .labels("person")
-        .unwrap_or_default()
-        .iter()
-        .map(String::as_str)
-        .chain(["person"])
-        .collect();
-    let anchor = if subject_labels.iter().all(|l| person.contains(l.as_str())) {
-        Anchor::BottomCenter
-    } else {
-        Anchor::Center
-    };
+    let person: HashSet<&str> =
+        roles.labels("person").unwrap_or_default().iter().map(String::as_str).chain(["person"]).collect();
+    let anchor =
+        if subject_labels.iter().all(|l| person.contains(l.as_str())) { Anchor::BottomCenter } else { Anchor::Center };
 
     Ok(ResolvedRule {
         config: rule.clone(),
@@ -457,10 +403,7 @@ pub fn check_unique_ids(rules: &[RuleConfig]) -> Result<(), RuleError> {
     let mut seen = HashSet::new();
     for (i, r) in rules.iter().enumerate() {
         if !seen.insert(r.id.as_str()) {
-            return Err(RuleError::DuplicateId {
-                key: format!("rules[{i}].id"),
-                id: r.id.clone(),
-            });
+            return Err(RuleError::DuplicateId { key: format!("rules[{i}].id"), id: r.id.clone() });
         }
     }
     Ok(())
@@ -468,10 +411,7 @@ pub fn check_unique_ids(rules: &[RuleConfig]) -> Result<(), RuleError> {
 
 fn seconds(value: f64, key: &str) -> Result<Duration, RuleError> {
     if !value.is_finite() || value < 0.0 {
-        return Err(invalid(
-            key,
-            format!("must be a number of seconds ≥ 0, got {value}"),
-        ));
+        return Err(invalid(key, format!("must be a number of seconds ≥ 0, got {value}")));
     }
     Duration::try_from_secs_f64(value).map_err(|e| invalid(key, format!("out of range: {e}")))
 }
@@ -493,24 +433,11 @@ mod tests {
         let roles = Roles::new(HashMap::from([
             ("person".to_string(), vec!["person".to_string()]),
             ("phone".to_string(), vec!["cell phone".to_string()]),
-            (
-                "animal".to_string(),
-                vec!["cat".to_string(), "dog".to_string(), "bird".to_string()],
-            ),
+            ("animal".to_string(), vec!["cat".to_string(), "dog".to_string(), "bird".to_string()]),
             ("hat".to_string(), vec![]),
             ("mask".to_string(), vec![]),
         ]));
-        let labels = [
-            "person",
-            "bicycle",
-            "cat",
-            "dog",
-            "bird",
-            "cell phone",
-            "knife",
-        ]
-        .map(String::from)
-        .to_vec();
+        let labels = ["person", "bicycle", "cat", "dog", "bird", "cell phone", "knife"].map(String::from).to_vec();
         (roles, labels)
     }
 
@@ -547,21 +474,12 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let rules =
-            parse("[[rules]]\nid = \"animals\"\nkind = \"presence\"\nsubject = \"animal\"\n");
+        let rules = parse("[[rules]]\nid = \"animals\"\nkind = \"presence\"\nsubject = \"animal\"\n");
         let r = &rules[0];
-        assert_eq!(
-            (r.min_duration_s, r.cooldown_s, r.end_after_s),
-            (3.0, 60.0, 3.0)
-        );
-        assert_eq!(
-            (r.severity, r.min_score, r.min_head_px, r.proximity),
-            (Severity::Warning, 0.0, 24, 0.1)
-        );
+        assert_eq!((r.min_duration_s, r.cooldown_s, r.end_after_s), (3.0, 60.0, 3.0));
+        assert_eq!((r.severity, r.min_score, r.min_head_px, r.proximity), (Severity::Warning, 0.0, 24, 0.1));
         assert_eq!(r.timezone, "Asia/Shanghai");
-        assert!(
-            r.cameras.is_empty() && r.zones.is_none() && r.schedule.is_none() && r.object.is_none()
-        );
+        assert!(r.cameras.is_empty() && r.zones.is_none() && r.schedule.is_none() && r.object.is_none());
         let (roles, labels) = coco_roles();
         let v = validate(0, r, &roles, &labels).expect("valid");
         assert_eq!(v.subject_labels(), ["cat", "dog", "bird"]);
@@ -572,9 +490,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let e = toml::from_str::<File>(
-            "[[rules]]\nid=\"a\"\nkind=\"presence\"\nsubject=\"person\"\ncolour=\"red\"\n",
-        );
+        let e = toml::from_str::<File>("[[rules]]\nid=\"a\"\nkind=\"presence\"\nsubject=\"person\"\ncolour=\"red\"\n");
         assert!(e.is_err());
         let e = toml::from_str::<File>(
             "[[rules]]\nid=\"a\"\nkind=\"presence\"\nsubject=\"person\"\nschedule=[{from=\"01:00\",to=\"02:00\",day=[\"mon\"]}]\n",
@@ -586,17 +502,9 @@ mod tests {
     fn names_resolve_through_roles_then_labels() {
         let (roles, labels) = coco_roles();
         let base = parse("[[rules]]\nid=\"a\"\nkind=\"presence\"\nsubject=\"knife\"\n").remove(0);
-        assert_eq!(
-            validate(0, &base, &roles, &labels)
-                .expect("label")
-                .subject_labels(),
-            ["knife"]
-        );
+        assert_eq!(validate(0, &base, &roles, &labels).expect("label").subject_labels(), ["knife"]);
 
-        let unknown = RuleConfig {
-            subject: "unicorn".into(),
-            ..base.clone()
-        };
+        let unknown = RuleConfig { subject: "unicorn".into(), ..base.clone() };
         let e = validate(3, &unknown, &roles, &labels).unwrap_err();
         assert!(matches!(&e, RuleError::UnknownName { name, .. } if name == "unicorn"));
         assert_eq!(e.key(), "rules[3].subject");
@@ -616,138 +524,27 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let (roles, labels) = coco_roles();
-        let base = parse(
-            "[[rules]]\nid=\"a\"\nkind=\"proximity\"\nsubject=\"person\"\nobject=\"phone\"\n",
-        )
-        .remove(0);
-        let key = |r: RuleConfig| {
-            validate(2, &r, &roles, &labels)
-                .unwrap_err()
-                .key()
-                .to_string()
-        };
-        assert_eq!(
-            key(RuleConfig {
-                id: " ".into(),
-                ..base.clone()
-            }),
-            "rules[2].id"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                object: None,
-                ..base.clone()
-            }),
-            "rules[2].object"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                object: Some("person".into()),
-                ..base.clone()
-            }),
-            "rules[2].object"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                kind: RuleKind::Presence,
-                ..base.clone()
-            }),
-            "rules[2].object"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                min_duration_s: -1.0,
-                ..base.clone()
-            }),
-            "rules[2].min_duration_s"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                cooldown_s: f64::NAN,
-                ..base.clone()
-            }),
-            "rules[2].cooldown_s"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                end_after_s: f64::INFINITY,
-                ..base.clone()
-            }),
-            "rules[2].end_after_s"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                end_after_s: 1e300,
-                ..base.clone()
-            }),
-            "rules[2].end_after_s"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                min_score: f32::NAN,
-                ..base.clone()
-            }),
-            "rules[2].min_score"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                proximity: -0.1,
-                ..base.clone()
-            }),
-            "rules[2].proximity"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                timezone: "Mars/Olympus".into(),
-                ..base.clone()
-            }),
-            "rules[2].timezone"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                cameras: vec!["cam1".into(), "".into()],
-                ..base.clone()
-            }),
-            "rules[2].cameras[1]"
-        );
-        assert_eq!(
-            key(RuleConfig {
-                zones: Some(vec![]),
-                ..base.clone()
-            }),
-            "rules[2].zones"
-        );
-        let zones = vec![
-            vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]],
-            vec![[0.0, 0.0], [1.0, 1.0]],
-        ];
-        assert_eq!(
-            key(RuleConfig {
-                zones: Some(zones),
-                ..base.clone()
-            }),
-            "rules[2].zones[1]"
-        );
+        let base = parse("[[rules]]\nid=\"a\"\nkind=\"proximity\"\nsubject=\"person\"\nobject=\"phone\"\n").remove(0);
+        let key = |r: RuleConfig| validate(2, &r, &roles, &labels).unwrap_err().key().to_string();
+        assert_eq!(key(RuleConfig { id: " ".into(), ..base.clone() }), "rules[2].id");
+        assert_eq!(key(RuleConfig { object: None, ..base.clone() }), "rules[2].object");
+        assert_eq!(key(RuleConfig { object: Some("person".into()), ..base.clone() }), "rules[2].object");
+        assert_eq!(key(RuleConfig { kind: RuleKind::Presence, ..base.clone() }), "rules[2].object");
+        assert_eq!(key(RuleConfig { min_duration_s: -1.0, ..base.clone() }), "rules[2].min_duration_s");
+        assert_eq!(key(RuleConfig { cooldown_s: f64::NAN, ..base.clone() }), "rules[2].cooldown_s");
+        assert_eq!(key(RuleConfig { end_after_s: f64::INFINITY, ..base.clone() }), "rules[2].end_after_s");
+        assert_eq!(key(RuleConfig { end_after_s: 1e300, ..base.clone() }), "rules[2].end_after_s");
+        assert_eq!(key(RuleConfig { min_score: f32::NAN, ..base.clone() }), "rules[2].min_score");
+        assert_eq!(key(RuleConfig { proximity: -0.1, ..base.clone() }), "rules[2].proximity");
+        assert_eq!(key(RuleConfig { timezone: "Mars/Olympus".into(), ..base.clone() }), "rules[2].timezone");
+        assert_eq!(key(RuleConfig { cameras: vec!["cam1".into(), "".into()], ..base.clone() }), "rules[2].cameras[1]");
+        assert_eq!(key(RuleConfig { zones: Some(vec![]), ..base.clone() }), "rules[2].zones");
+        let zones = vec![vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]], vec![[0.0, 0.0], [1.0, 1.0]]];
+        assert_eq!(key(RuleConfig { zones: Some(zones), ..base.clone() }), "rules[2].zones[1]");
         let zones = vec![vec![[0.0, 0.0], [1.0, 0.0], [1.0, -1.0]]];
-        assert_eq!(
-            key(RuleConfig {
-                zones: Some(zones),
-                ..base.clone()
-            }),
-            "rules[2].zones[0][2]"
-        );
-        let schedule = vec![ScheduleEntry {
-            days: None,
-            from: "6am".into(),
-            to: "07:00".into(),
-        }];
-        assert_eq!(
-            key(RuleConfig {
-                schedule: Some(schedule),
-                ..base.clone()
-            }),
-            "rules[2].schedule[0].from"
-        );
+        assert_eq!(key(RuleConfig { zones: Some(zones), ..base.clone() }), "rules[2].zones[0][2]");
+        let schedule = vec![ScheduleEntry { days: None, from: "6am".into(), to: "07:00".into() }];
+        assert_eq!(key(RuleConfig { schedule: Some(schedule), ..base.clone() }), "rules[2].schedule[0].from");
     }
 
     #[test]

@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 pub use condition::{Outcome, UnknownReason, evaluate};
-pub use config::{
-    Anchor, ResolvedRule, Roles, RuleConfig, RuleError, RuleKind, ScheduleEntry, Severity,
-};
+pub use config::{Anchor, ResolvedRule, Roles, RuleConfig, RuleError, RuleKind, ScheduleEntry, Severity};
 pub use config::{check_unique_ids, validate};
 
 use crate::detect::geometry::{BBox, Detection};
@@ -138,11 +136,7 @@ pub struct RuleEngine {
 impl RuleEngine {
     /// An engine for checked rules.
     pub fn new(rules: Vec<ResolvedRule>) -> Self {
-        Self {
-            rules,
-            cameras: HashMap::new(),
-            next_violation_id: 1,
-        }
+        Self { rules, cameras: HashMap::new(), next_violation_id: 1 }
     }
 
     /// The rules.
@@ -152,10 +146,7 @@ impl RuleEngine {
 
     /// Open violations on every camera.
     pub fn open_violations(&self) -> impl Iterator<Item = &Violation> {
-        self.cameras
-            .values()
-            .flatten()
-            .filter_map(|s| s.open.as_ref().map(|o| &o.violation))
+        self.cameras.values().flatten().filter_map(|s| s.open.as_ref().map(|o| &o.violation))
     }
 
     /// Folds in one frame of `camera`: its confirmed tracks (from the tracker) and raw
@@ -176,10 +167,8 @@ impl RuleEngine {
         if !self.rules.iter().any(|r| r.applies_to(camera)) {
             return events;
         }
-        let states = self
-            .cameras
-            .entry(camera.to_string())
-            .or_insert_with(|| vec![RuleState::default(); self.rules.len()]);
+        let states =
+            self.cameras.entry(camera.to_string()).or_insert_with(|| vec![RuleState::default(); self.rules.len()]);
         for (rule, state) in self.rules.iter().zip(states.iter_mut()) {
             if !rule.applies_to(camera) {
                 continue;
@@ -188,16 +177,9 @@ impl RuleEngine {
             if rule.in_schedule(wall) {
                 for t in tracks {
                     match evaluate(rule, frame_w, frame_h, t, detections) {
-                        Some(Outcome::Violating {
-                            confidence,
-                            object_bbox,
-                        }) => offences.push(Offence {
+                        Some(Outcome::Violating { confidence, object_bbox }) => offences.push(Offence {
                             track_id: t.id,
-                            confidence: if confidence.is_finite() {
-                                confidence
-                            } else {
-                                0.0
-                            },
+                            confidence: if confidence.is_finite() { confidence } else { 0.0 },
                             bbox: t.bbox,
                             object_bbox,
                         }),
@@ -215,14 +197,7 @@ impl RuleEngine {
                     }
                 }
             }
-            state.step(
-                rule,
-                camera,
-                &offences,
-                now,
-                &mut self.next_violation_id,
-                &mut events,
-            );
+            state.step(rule, camera, &offences, now, &mut self.next_violation_id, &mut events);
         }
         events
     }
@@ -246,9 +221,7 @@ impl RuleEngine {
         if let Some(states) = self.cameras.remove(camera) {
             for state in states {
                 if let Some(open) = state.open {
-                    events.push(RuleEvent::Ended {
-                        violation: open.violation,
-                    });
+                    events.push(RuleEvent::Ended { violation: open.violation });
                 }
             }
         }
@@ -274,11 +247,7 @@ impl RuleState {
                 peak: o.confidence,
             });
             if now.saturating_duration_since(c.last_true) > end_after {
-                *c = Candidate {
-                    since: now,
-                    last_true: now,
-                    peak: o.confidence,
-                };
+                *c = Candidate { since: now, last_true: now, peak: o.confidence };
             }
             c.last_true = c.last_true.max(now);
             c.peak = c.peak.max(o.confidence);
@@ -290,48 +259,30 @@ impl RuleState {
                 let lead = offences
                     .iter()
                     .find(|o| o.track_id == v.track_id)
-                    .or_else(|| {
-                        offences
-                            .iter()
-                            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
-                    });
+                    .or_else(|| offences.iter().max_by(|a, b| a.confidence.total_cmp(&b.confidence)));
                 if let Some(o) = lead {
                     v.bbox = o.bbox;
                     v.object_bbox = o.object_bbox;
                 }
                 v.last_seen = v.last_seen.max(now);
-                let peak = offences
-                    .iter()
-                    .map(|o| o.confidence)
-                    .fold(v.peak_confidence, f32::max);
+                let peak = offences.iter().map(|o| o.confidence).fold(v.peak_confidence, f32::max);
                 if peak > v.peak_confidence {
                     v.peak_confidence = peak;
                     open.pending_update = true;
                 }
-                if open.pending_update
-                    && now.saturating_duration_since(open.last_emit) >= UPDATE_INTERVAL
-                {
+                if open.pending_update && now.saturating_duration_since(open.last_emit) >= UPDATE_INTERVAL {
                     open.pending_update = false;
                     open.last_emit = now;
-                    events.push(RuleEvent::Updated {
-                        violation: open.violation.clone(),
-                    });
+                    events.push(RuleEvent::Updated { violation: open.violation.clone() });
                 }
             }
-        } else if self
-            .ended_at
-            .is_none_or(|t| now.saturating_duration_since(t) >= rule.cooldown())
-        {
+        } else if self.ended_at.is_none_or(|t| now.saturating_duration_since(t) >= rule.cooldown()) {
             // The longest-running confirmed candidate opens the violation.
             let opener = offences
                 .iter()
                 .filter_map(|o| self.candidates.get(&o.track_id).map(|c| (o, c)))
                 .filter(|(_, c)| now.saturating_duration_since(c.since) >= rule.min_duration())
-                .min_by(|(a, x), (b, y)| {
-                    x.since
-                        .cmp(&y.since)
-                        .then(b.confidence.total_cmp(&a.confidence))
-                });
+                .min_by(|(a, x), (b, y)| x.since.cmp(&y.since).then(b.confidence.total_cmp(&a.confidence)));
             if let Some((o, c)) = opener {
                 let violation = Violation {
                     id: *next_id,
@@ -348,14 +299,8 @@ impl RuleState {
                     object_bbox: o.object_bbox,
                 };
                 *next_id = next_id.wrapping_add(1);
-                events.push(RuleEvent::Started {
-                    violation: violation.clone(),
-                });
-                self.open = Some(Open {
-                    violation,
-                    last_emit: now,
-                    pending_update: false,
-                });
+                events.push(RuleEvent::Started { violation: violation.clone() });
+                self.open = Some(Open { violation, last_emit: now, pending_update: false });
             }
         }
 
@@ -364,13 +309,10 @@ impl RuleState {
     }
 
     fn end_if_stale(&mut self, rule: &ResolvedRule, now: Instant, events: &mut Vec<RuleEvent>) {
-        let stale = self.open.as_ref().is_some_and(|o| {
-            now.saturating_duration_since(o.violation.last_seen) > rule.end_after()
-        });
+        let stale =
+            self.open.as_ref().is_some_and(|o| now.saturating_duration_since(o.violation.last_seen) > rule.end_after());
         if stale && let Some(open) = self.open.take() {
-            events.push(RuleEvent::Ended {
-                violation: open.violation,
-            });
+            events.push(RuleEvent::Ended { violation: open.violation });
             self.ended_at = Some(now);
             // Whatever offended before the end has been absent for end_after; start afresh.
             self.candidates.clear();
@@ -379,10 +321,8 @@ impl RuleState {
 
     fn prune(&mut self, rule: &ResolvedRule, now: Instant) {
         let end_after = rule.end_after();
-        self.candidates
-            .retain(|_, c| now.saturating_duration_since(c.last_true) <= end_after);
-        self.unknown
-            .retain(|_, t| now.saturating_duration_since(*t) <= UNKNOWN_MEMORY);
+        self.candidates.retain(|_, c| now.saturating_duration_since(c.last_true) <= end_after);
+        self.unknown.retain(|_, t| now.saturating_duration_since(*t) <= UNKNOWN_MEMORY);
     }
 }
 

@@ -27,10 +27,7 @@ impl Schedule {
     /// Checks schedule entries from config; `key` names the list in errors, e.g. `rules[2].schedule`.
     pub fn parse(entries: &[ScheduleEntry], key: &str) -> Result<Self, RuleError> {
         if entries.is_empty() {
-            return Err(invalid(
-                key,
-                "lists no time ranges; leave it out to apply the rule at all times",
-            ));
+            return Err(invalid(key, "lists no time ranges; leave it out to apply the rule at all times"));
         }
         let mut ranges = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
@@ -56,9 +53,7 @@ impl Schedule {
     pub fn is_active(&self, wall: Timestamp, tz: &TimeZone) -> bool {
         let local = wall.to_zoned_datetime(tz.clone());
         let weekday = local.weekday().to_monday_zero_offset();
-        let second = i32::from(local.hour()) * 3600
-            + i32::from(local.minute()) * 60
-            + i32::from(local.second());
+        let second = i32::from(local.hour()) * 3600 + i32::from(local.minute()) * 60 + i32::from(local.second());
         match (usize::try_from(weekday), u32::try_from(second)) {
             (Ok(day), Ok(second)) => self.contains(day, second),
             _ => false,
@@ -101,12 +96,8 @@ fn parse_days(names: &[String], key: &str) -> Result<[bool; 7], RuleError> {
 
 /// "HH:MM" to seconds of the day; "24:00" only where it may end a range.
 fn parse_time(s: &str, allow_24: bool) -> Result<u32, String> {
-    let bad = || {
-        format!(
-            "expected a time as \"HH:MM\" (00:00 to {}), got {s:?}",
-            if allow_24 { "24:00" } else { "23:59" }
-        )
-    };
+    let bad =
+        || format!("expected a time as \"HH:MM\" (00:00 to {}), got {s:?}", if allow_24 { "24:00" } else { "23:59" });
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
     let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
     if !digits(h) || h.len() > 2 || !digits(m) || m.len() != 2 {
@@ -138,15 +129,8 @@ mod tests {
 
     #[test]
     fn daytime_range_on_weekdays() {
-        let s = Schedule::parse(
-            &[entry(
-                Some(&["mon", "tue", "wed", "thu", "fri"]),
-                "06:00",
-                "20:00",
-            )],
-            "s",
-        )
-        .expect("ok");
+        let s =
+            Schedule::parse(&[entry(Some(&["mon", "tue", "wed", "thu", "fri"]), "06:00", "20:00")], "s").expect("ok");
         assert!(s.contains(0, at(6, 0)));
         assert!(s.contains(4, at(19, 59)));
         assert!(!s.contains(4, at(20, 0)));
@@ -161,10 +145,7 @@ mod tests {
         assert!(s.contains(4, at(23, 0)), "friday night");
         assert!(s.contains(5, at(3, 0)), "early saturday");
         assert!(!s.contains(5, at(6, 0)));
-        assert!(
-            !s.contains(4, at(3, 0)),
-            "early friday belongs to thursday's range"
-        );
+        assert!(!s.contains(4, at(3, 0)), "early friday belongs to thursday's range");
         assert!(!s.contains(5, at(23, 0)));
         let every = Schedule::parse(&[entry(None, "20:00", "06:00")], "s").expect("ok");
         assert!((0..7).all(|d| every.contains(d, at(2, 0)) && every.contains(d, at(21, 0))));
@@ -180,43 +161,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let key = |e: Vec<ScheduleEntry>| {
-            Schedule::parse(&e, "rules[2].schedule")
-                .unwrap_err()
-                .key()
-                .to_string()
-        };
-        assert_eq!(
-            key(vec![entry(None, "25:00", "06:00")]),
-            "rules[2].schedule[0].from"
-        );
-        assert_eq!(
-            key(vec![
-                entry(None, "06:00", "20:00"),
-                entry(None, "6", "07:00")
-            ]),
-            "rules[2].schedule[1].from"
-        );
-        assert_eq!(
-            key(vec![entry(None, "06:00", "7:5")]),
-            "rules[2].schedule[0].to"
-        );
-        assert_eq!(
-            key(vec![entry(None, "24:00", "06:00")]),
-            "rules[2].schedule[0].from"
-        );
-        assert_eq!(
-            key(vec![entry(None, "06:00", "06:00")]),
-            "rules[2].schedule[0].to"
-        );
-        assert_eq!(
-            key(vec![entry(Some(&["mon", "funday"]), "06:00", "07:00")]),
-            "rules[2].schedule[0].days[1]"
-        );
-        assert_eq!(
-            key(vec![entry(Some(&[]), "06:00", "07:00")]),
-            "rules[2].schedule[0].days"
-        );
+        let key = |e: Vec<ScheduleEntry>| Schedule::parse(&e, "rules[2].schedule").unwrap_err().key().to_string();
+        assert_eq!(key(vec![entry(None, "25:00", "06:00")]), "rules[2].schedule[0].from");
+        assert_eq!(key(vec![entry(None, "06:00", "20:00"), entry(None, "6", "07:00")]), "rules[2].schedule[1].from");
+        assert_eq!(key(vec![entry(None, "06:00", "7:5")]), "rules[2].schedule[0].to");
+        assert_eq!(key(vec![entry(None, "24:00", "06:00")]), "rules[2].schedule[0].from");
+        assert_eq!(key(vec![entry(None, "06:00", "06:00")]), "rules[2].schedule[0].to");
+        assert_eq!(key(vec![entry(Some(&["mon", "funday"]), "06:00", "07:00")]), "rules[2].schedule[0].days[1]");
+        assert_eq!(key(vec![entry(Some(&[]), "06:00", "07:00")]), "rules[2].schedule[0].days");
         assert_eq!(key(vec![]), "rules[2].schedule");
         assert!(parse_time("+6:00", false).is_err() && parse_time("06:-1", false).is_err());
         assert!(parse_time("٠٦:00", false).is_err(), "non-ASCII digits");
@@ -227,11 +179,8 @@ mod tests {
         let tz = TimeZone::get("Asia/Shanghai").expect("bundled tzdb");
         let s = Schedule::parse(&[entry(Some(&["mon"]), "06:00", "20:00")], "s").expect("ok");
         // 2026-03-02 is a Monday; 06:30 in Shanghai is 22:30 UTC on Sunday.
-        let ts = jiff::civil::date(2026, 3, 2)
-            .at(6, 30, 0, 0)
-            .to_zoned_datetime(tz.clone())
-            .expect("valid")
-            .timestamp();
+        let ts =
+            jiff::civil::date(2026, 3, 2).at(6, 30, 0, 0).to_zoned_datetime(tz.clone()).expect("valid").timestamp();
         assert!(s.is_active(ts, &tz));
         assert!(!s.is_active(ts, &TimeZone::UTC));
     }

@@ -6,27 +6,17 @@ use jiff::tz::TimeZone;
 
 use super::*;
 
-const PERSON: BBox = BBox {
-    x1: 100.0,
-    y1: 100.0,
-    x2: 300.0,
-    y2: 600.0,
-};
+const PERSON: BBox = BBox { x1: 100.0, y1: 100.0, x2: 300.0, y2: 600.0 };
 const FRAME: Duration = Duration::from_millis(200);
 
 fn roles() -> (Roles, Vec<String>) {
     let roles = Roles::new(HashMap::from([
         ("person".to_string(), vec!["person".to_string()]),
         ("phone".to_string(), vec!["cell phone".to_string()]),
-        (
-            "animal".to_string(),
-            vec!["cat".to_string(), "dog".to_string()],
-        ),
+        ("animal".to_string(), vec!["cat".to_string(), "dog".to_string()]),
         ("hat".to_string(), vec!["chef hat".to_string()]),
     ]));
-    let labels = ["person", "cell phone", "cat", "dog", "chef hat"]
-        .map(String::from)
-        .to_vec();
+    let labels = ["person", "cell phone", "cat", "dog", "chef hat"].map(String::from).to_vec();
     (roles, labels)
 }
 
@@ -41,16 +31,7 @@ fn engine(toml_body: &str) -> RuleEngine {
 }
 
 fn track(id: u64, label: &str, bbox: BBox, t0: Instant) -> Track {
-    Track {
-        id,
-        class_id: 0,
-        label: label.into(),
-        bbox,
-        score: 0.8,
-        first_seen: t0,
-        last_seen: t0,
-        hits: 5,
-    }
+    Track { id, class_id: 0, label: label.into(), bbox, score: 0.8, first_seen: t0, last_seen: t0, hits: 5 }
 }
 
 fn person(id: u64, t0: Instant) -> Track {
@@ -65,11 +46,7 @@ fn monday_10am() -> Timestamp {
 /// 2026-03-`day` at `h:m` in Shanghai; the 2nd is a Monday.
 fn shanghai(day: i8, h: i8, m: i8) -> Timestamp {
     let tz = TimeZone::get("Asia/Shanghai").expect("bundled tzdb");
-    jiff::civil::date(2026, 3, day)
-        .at(h, m, 0, 0)
-        .to_zoned_datetime(tz)
-        .expect("valid")
-        .timestamp()
+    jiff::civil::date(2026, 3, day).at(h, m, 0, 0).to_zoned_datetime(tz).expect("valid").timestamp()
 }
 
 /// Feeds `tracks` every 200 ms over [from, to) after `t0`; returns the events with their times.
@@ -137,14 +114,8 @@ fn started_after_min_duration_with_started_at_at_the_beginning() {
     let v = s[0];
     assert_eq!(v.started_at, t0);
     assert_eq!(v.confirmed_at, t0 + Duration::from_secs(3));
-    assert_eq!(
-        (v.rule_id.as_str(), v.kind.as_str(), v.camera.as_str()),
-        ("person_present", "person_present", "cam1")
-    );
-    assert_eq!(
-        (v.track_id, v.severity, v.bbox, v.object_bbox),
-        (7, Severity::Warning, PERSON, None)
-    );
+    assert_eq!((v.rule_id.as_str(), v.kind.as_str(), v.camera.as_str()), ("person_present", "person_present", "cam1"));
+    assert_eq!((v.track_id, v.severity, v.bbox, v.object_bbox), (7, Severity::Warning, PERSON, None));
     assert_eq!(v.peak_confidence, 0.8);
     assert_eq!(e.open_violations().count(), 1);
 }
@@ -165,10 +136,7 @@ fn short_gap_keeps_it_open_and_long_gap_ends_it() {
     let end = ended(&ev);
     assert_eq!(end.len(), 1);
     assert_eq!(end[0].last_seen, t0 + Duration::from_millis(7800));
-    let ended_at = ev
-        .iter()
-        .find(|(_, e)| matches!(e, RuleEvent::Ended { .. }))
-        .map(|(t, _)| *t);
+    let ended_at = ev.iter().find(|(_, e)| matches!(e, RuleEvent::Ended { .. })).map(|(t, _)| *t);
     assert_eq!(ended_at, Some(t0 + Duration::from_millis(11000)));
     assert_eq!(e.open_violations().count(), 0);
 }
@@ -181,10 +149,7 @@ fn condition_gap_longer_than_end_after_restarts_min_duration() {
     let mut ev = run(&mut e, t0, 0, 2000, &p, &[], monday_10am());
     ev.extend(run(&mut e, t0, 2000, 5400, &[], &[], monday_10am()));
     ev.extend(run(&mut e, t0, 5400, 8000, &p, &[], monday_10am()));
-    assert!(
-        ev.is_empty(),
-        "2 s + 2.6 s with a 3.4 s hole is not 3 s: {ev:?}"
-    );
+    assert!(ev.is_empty(), "2 s + 2.6 s with a 3.4 s hole is not 3 s: {ev:?}");
 }
 
 #[test]
@@ -196,33 +161,13 @@ fn cooldown_suppresses_then_allows() {
     ev.extend(run(&mut e, t0, 4000, 8000, &[], &[], monday_10am()));
     assert_eq!(ended(&ev).len(), 1);
     // Ended at 7.0 s; back at 8 s and staying: nothing until 27 s.
-    let ev = run(
-        &mut e,
-        t0,
-        8000,
-        26_800,
-        &[person(2, t0)],
-        &[],
-        monday_10am(),
-    );
+    let ev = run(&mut e, t0, 8000, 26_800, &[person(2, t0)], &[], monday_10am());
     assert!(started(&ev).is_empty(), "{ev:?}");
-    let ev = run(
-        &mut e,
-        t0,
-        26_800,
-        28_000,
-        &[person(2, t0)],
-        &[],
-        monday_10am(),
-    );
+    let ev = run(&mut e, t0, 26_800, 28_000, &[person(2, t0)], &[], monday_10am());
     let s = started(&ev);
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].confirmed_at, t0 + Duration::from_secs(27));
-    assert_eq!(
-        s[0].started_at,
-        t0 + Duration::from_secs(8),
-        "the condition began at 8 s"
-    );
+    assert_eq!(s[0].started_at, t0 + Duration::from_secs(8), "the condition began at 8 s");
     assert_eq!(s[0].id, 2);
 }
 
@@ -233,27 +178,9 @@ fn schedule_outside_raises_nothing() {
                 schedule=[{days=['mon','tue','wed','thu','fri'], from='06:00', to='20:00'}]\n";
     let mut e = engine(body);
     let p = [person(1, t0)];
-    assert!(
-        run(&mut e, t0, 0, 10_000, &p, &[], shanghai(2, 21, 0)).is_empty(),
-        "monday evening"
-    );
-    assert!(
-        run(&mut e, t0, 10_000, 20_000, &p, &[], shanghai(7, 10, 0)).is_empty(),
-        "saturday"
-    );
-    assert_eq!(
-        started(&run(
-            &mut e,
-            t0,
-            20_000,
-            24_000,
-            &p,
-            &[],
-            shanghai(3, 10, 0)
-        ))
-        .len(),
-        1
-    );
+    assert!(run(&mut e, t0, 0, 10_000, &p, &[], shanghai(2, 21, 0)).is_empty(), "monday evening");
+    assert!(run(&mut e, t0, 10_000, 20_000, &p, &[], shanghai(7, 10, 0)).is_empty(), "saturday");
+    assert_eq!(started(&run(&mut e, t0, 20_000, 24_000, &p, &[], shanghai(3, 10, 0))).len(), 1);
 }
 
 #[test]
@@ -282,14 +209,8 @@ fn leaving_the_schedule_ends_the_violation() {
     let body = "id='p'\nkind='presence'\nsubject='person'\nschedule=[{from='06:00', to='20:00'}]\n";
     let mut e = engine(body);
     let p = [person(1, t0)];
-    assert_eq!(
-        started(&run(&mut e, t0, 0, 4000, &p, &[], shanghai(2, 19, 59))).len(),
-        1
-    );
-    assert_eq!(
-        ended(&run(&mut e, t0, 4000, 8000, &p, &[], shanghai(2, 20, 0))).len(),
-        1
-    );
+    assert_eq!(started(&run(&mut e, t0, 0, 4000, &p, &[], shanghai(2, 19, 59))).len(), 1);
+    assert_eq!(ended(&run(&mut e, t0, 4000, 8000, &p, &[], shanghai(2, 20, 0))).len(), 1);
 }
 
 #[test]
@@ -300,19 +221,7 @@ fn zone_outside_raises_nothing() {
     let mut e = engine(body);
     let right = track(2, "person", BBox::new(450.0, 100.0, 550.0, 600.0), t0);
     assert!(run(&mut e, t0, 0, 10_000, &[right], &[], monday_10am()).is_empty());
-    assert_eq!(
-        started(&run(
-            &mut e,
-            t0,
-            10_000,
-            14_000,
-            &[person(1, t0)],
-            &[],
-            monday_10am()
-        ))
-        .len(),
-        1
-    );
+    assert_eq!(started(&run(&mut e, t0, 10_000, 14_000, &[person(1, t0)], &[], monday_10am())).len(), 1);
 }
 
 #[test]
@@ -321,20 +230,9 @@ fn camera_filter() {
     let mut e = engine("id='p'\nkind='presence'\nsubject='person'\ncameras=['cam2']\n");
     assert!(run(&mut e, t0, 0, 10_000, &[person(1, t0)], &[], monday_10am()).is_empty());
     let now = t0 + Duration::from_secs(20);
-    assert!(
-        e.observe("cam2", 640, 640, &[person(1, t0)], &[], now, monday_10am())
-            .is_empty()
-    );
+    assert!(e.observe("cam2", 640, 640, &[person(1, t0)], &[], now, monday_10am()).is_empty());
     let later = now + Duration::from_secs(3);
-    let ev = e.observe(
-        "cam2",
-        640,
-        640,
-        &[person(1, t0)],
-        &[],
-        later,
-        monday_10am(),
-    );
+    let ev = e.observe("cam2", 640, 640, &[person(1, t0)], &[], later, monday_10am());
     assert!(matches!(&ev[..], [RuleEvent::Started { violation }] if violation.camera == "cam2"));
 }
 
@@ -343,15 +241,7 @@ fn missing_attribute_small_head_is_unknown_once_and_never_a_violation() {
     let t0 = Instant::now();
     let mut e = engine("id='no_hat'\nkind='missing_attribute'\nsubject='person'\nobject='hat'\n");
     let small = track(3, "person", BBox::new(100.0, 100.0, 140.0, 200.0), t0);
-    let ev = run(
-        &mut e,
-        t0,
-        0,
-        20_000,
-        std::slice::from_ref(&small),
-        &[],
-        monday_10am(),
-    );
+    let ev = run(&mut e, t0, 0, 20_000, std::slice::from_ref(&small), &[], monday_10am());
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert!(matches!(
         &ev[0].1,
@@ -360,33 +250,10 @@ fn missing_attribute_small_head_is_unknown_once_and_never_a_violation() {
     ));
     // A big bare head next to it is a violation; a hatted one is not.
     let big = person(4, t0);
-    let hat = Detection {
-        class_id: 4,
-        label: "chef hat".into(),
-        score: 0.7,
-        bbox: BBox::new(170.0, 80.0, 230.0, 130.0),
-    };
-    assert!(
-        run(
-            &mut e,
-            t0,
-            20_000,
-            30_000,
-            &[small.clone(), big.clone()],
-            &[hat],
-            monday_10am()
-        )
-        .is_empty()
-    );
-    let ev = run(
-        &mut e,
-        t0,
-        30_000,
-        34_000,
-        &[small, big],
-        &[],
-        monday_10am(),
-    );
+    let hat =
+        Detection { class_id: 4, label: "chef hat".into(), score: 0.7, bbox: BBox::new(170.0, 80.0, 230.0, 130.0) };
+    assert!(run(&mut e, t0, 20_000, 30_000, &[small.clone(), big.clone()], &[hat], monday_10am()).is_empty());
+    let ev = run(&mut e, t0, 30_000, 34_000, &[small, big], &[], monday_10am());
     let s = started(&ev);
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].track_id, 4);
@@ -396,36 +263,12 @@ fn missing_attribute_small_head_is_unknown_once_and_never_a_violation() {
 fn proximity_phone_near_versus_far() {
     let t0 = Instant::now();
     let body = "id='phone_use'\nkind='proximity'\nsubject='person'\nobject='phone'\n";
-    let phone = |b: BBox| Detection {
-        class_id: 67,
-        label: "cell phone".into(),
-        score: 0.6,
-        bbox: b,
-    };
+    let phone = |b: BBox| Detection { class_id: 67, label: "cell phone".into(), score: 0.6, bbox: b };
     let far = phone(BBox::new(500.0, 300.0, 530.0, 340.0));
     let mut e = engine(body);
-    assert!(
-        run(
-            &mut e,
-            t0,
-            0,
-            10_000,
-            &[person(1, t0)],
-            &[far],
-            monday_10am()
-        )
-        .is_empty()
-    );
+    assert!(run(&mut e, t0, 0, 10_000, &[person(1, t0)], &[far], monday_10am()).is_empty());
     let near = phone(BBox::new(150.0, 300.0, 180.0, 340.0));
-    let ev = run(
-        &mut e,
-        t0,
-        10_000,
-        14_000,
-        &[person(1, t0)],
-        std::slice::from_ref(&near),
-        monday_10am(),
-    );
+    let ev = run(&mut e, t0, 10_000, 14_000, &[person(1, t0)], std::slice::from_ref(&near), monday_10am());
     let s = started(&ev);
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].object_bbox, Some(near.bbox));
@@ -439,24 +282,8 @@ fn two_tracks_share_one_violation() {
     let b = track(2, "person", BBox::new(400.0, 100.0, 500.0, 600.0), t0);
     // A alone, then A and B, then B alone: one violation opened by A, kept open by B.
     let mut ev = run(&mut e, t0, 0, 3200, &[person(1, t0)], &[], monday_10am());
-    ev.extend(run(
-        &mut e,
-        t0,
-        3200,
-        5000,
-        &[person(1, t0), b.clone()],
-        &[],
-        monday_10am(),
-    ));
-    ev.extend(run(
-        &mut e,
-        t0,
-        5000,
-        15_000,
-        std::slice::from_ref(&b),
-        &[],
-        monday_10am(),
-    ));
+    ev.extend(run(&mut e, t0, 3200, 5000, &[person(1, t0), b.clone()], &[], monday_10am()));
+    ev.extend(run(&mut e, t0, 5000, 15_000, std::slice::from_ref(&b), &[], monday_10am()));
     assert_eq!(started(&ev).len(), 1);
     assert_eq!(started(&ev)[0].track_id, 1);
     assert!(ended(&ev).is_empty());
@@ -474,10 +301,7 @@ fn second_track_confirms_when_the_first_was_too_short() {
     let b = track(2, "person", BBox::new(400.0, 100.0, 500.0, 600.0), t0);
     let mut ev = run(&mut e, t0, 0, 2000, &[person(1, t0)], &[], monday_10am());
     ev.extend(run(&mut e, t0, 2000, 5000, &[b], &[], monday_10am()));
-    assert!(
-        started(&ev).is_empty(),
-        "neither track held for 3 s: {ev:?}"
-    );
+    assert!(started(&ev).is_empty(), "neither track held for 3 s: {ev:?}");
 }
 
 #[test]
@@ -488,15 +312,7 @@ fn updated_when_peak_grows_at_most_once_a_second() {
     for k in 0..10u64 {
         let mut p = person(1, t0);
         p.score = 0.8 + 0.01 * (k + 1) as f32;
-        ev.extend(run(
-            &mut e,
-            t0,
-            3200 + 200 * k,
-            3400 + 200 * k,
-            &[p],
-            &[],
-            monday_10am(),
-        ));
+        ev.extend(run(&mut e, t0, 3200 + 200 * k, 3400 + 200 * k, &[p], &[], monday_10am()));
     }
     let updates: Vec<(Instant, f32)> = ev
         .iter()
@@ -515,19 +331,7 @@ fn updated_when_peak_grows_at_most_once_a_second() {
 fn expire_ends_violations_of_silent_cameras() {
     let t0 = Instant::now();
     let mut e = engine(PRESENCE);
-    assert_eq!(
-        started(&run(
-            &mut e,
-            t0,
-            0,
-            3200,
-            &[person(1, t0)],
-            &[],
-            monday_10am()
-        ))
-        .len(),
-        1
-    );
+    assert_eq!(started(&run(&mut e, t0, 0, 3200, &[person(1, t0)], &[], monday_10am())).len(), 1);
     assert!(e.expire(t0 + Duration::from_secs(5)).is_empty());
     let ev = e.expire(t0 + Duration::from_secs(7));
     assert!(matches!(&ev[..], [RuleEvent::Ended { .. }]));
@@ -539,10 +343,7 @@ fn remove_camera_ends_its_violations() {
     let t0 = Instant::now();
     let mut e = engine(PRESENCE);
     run(&mut e, t0, 0, 3200, &[person(1, t0)], &[], monday_10am());
-    assert!(matches!(
-        &e.remove_camera("cam1")[..],
-        [RuleEvent::Ended { .. }]
-    ));
+    assert!(matches!(&e.remove_camera("cam1")[..], [RuleEvent::Ended { .. }]));
     assert!(e.remove_camera("cam1").is_empty());
 }
 
@@ -557,15 +358,7 @@ fn violation_ids_are_engine_unique_across_rules_and_cameras() {
     for cam in ["cam1", "cam2"] {
         for k in 0..20u64 {
             let now = t0 + FRAME * k as u32;
-            for ev in e.observe(
-                cam,
-                640,
-                640,
-                &[person(1, t0), dog.clone()],
-                &[],
-                now,
-                monday_10am(),
-            ) {
+            for ev in e.observe(cam, 640, 640, &[person(1, t0), dog.clone()], &[], now, monday_10am()) {
                 if let RuleEvent::Started { violation } = ev {
                     ids.push(violation.id);
                 }
@@ -591,29 +384,13 @@ fn garbage_input_does_not_panic() {
     nan_box.bbox = BBox::new(f32::NAN, f32::INFINITY, -1.0, f32::NEG_INFINITY);
     let mut inverted = person(3, t0);
     inverted.bbox = BBox::new(10.0, 10.0, 0.0, 0.0);
-    let dets = [Detection {
-        class_id: 0,
-        label: "cell phone".into(),
-        score: f32::NAN,
-        bbox: PERSON,
-    }];
+    let dets = [Detection { class_id: 0, label: "cell phone".into(), score: f32::NAN, bbox: PERSON }];
     for k in 0..30u64 {
         // Time that jumps backwards now and then.
-        let now = if k % 7 == 3 {
-            t0 - Duration::from_secs(50)
-        } else {
-            t0 + FRAME * k as u32
-        };
+        let now = if k % 7 == 3 { t0 - Duration::from_secs(50) } else { t0 + FRAME * k as u32 };
         for (w, h) in [(0, 0), (640, 640), (u32::MAX, 1)] {
-            let ev = e.observe(
-                "cam1",
-                w,
-                h,
-                &[nan.clone(), nan_box.clone(), inverted.clone()],
-                &dets,
-                now,
-                monday_10am(),
-            );
+            let ev =
+                e.observe("cam1", w, h, &[nan.clone(), nan_box.clone(), inverted.clone()], &dets, now, monday_10am());
             assert!(ev.is_empty(), "{ev:?}");
         }
     }

@@ -16,25 +16,17 @@ impl Polygon {
     /// Checks a polygon from config; `key` names it in errors, e.g. `rules[0].zones[1]`.
     pub fn parse(points: &[[f32; 2]], key: &str) -> Result<Self, RuleError> {
         if points.len() < 3 {
-            return Err(invalid(
-                key,
-                format!("a polygon needs at least 3 points, got {}", points.len()),
-            ));
+            return Err(invalid(key, format!("a polygon needs at least 3 points, got {}", points.len())));
         }
         for (k, p) in points.iter().enumerate() {
             if !p.iter().all(|v| (0.0..=1.0).contains(v)) {
                 return Err(invalid(
                     format!("{key}[{k}]"),
-                    format!(
-                        "coordinates are fractions of the picture in 0..=1, got [{}, {}]",
-                        p[0], p[1]
-                    ),
+                    format!("coordinates are fractions of the picture in 0..=1, got [{}, {}]", p[0], p[1]),
                 ));
             }
         }
-        Ok(Self {
-            points: points.to_vec(),
-        })
+        Ok(Self { points: points.to_vec() })
     }
 
     /// The corners.
@@ -84,11 +76,7 @@ fn on_edge(points: &[[f32; 2]], x: f32, y: f32) -> bool {
 fn segment_distance(a: [f32; 2], b: [f32; 2], x: f32, y: f32) -> f32 {
     let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
     let len2 = dx * dx + dy * dy;
-    let t = if len2 > 0.0 {
-        (((x - a[0]) * dx + (y - a[1]) * dy) / len2).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let t = if len2 > 0.0 { (((x - a[0]) * dx + (y - a[1]) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
     let (px, py) = (a[0] + t * dx, a[1] + t * dy);
     ((x - px).powi(2) + (y - py).powi(2)).sqrt()
 }
@@ -108,16 +96,7 @@ mod tests {
         assert!(point_in_polygon(&tri, 0.2, 0.2));
         assert!(!point_in_polygon(&tri, 0.8, 0.8));
         // A "U": the notch between the arms is outside.
-        let u = [
-            [0.0, 0.0],
-            [0.3, 0.0],
-            [0.3, 0.7],
-            [0.7, 0.7],
-            [0.7, 0.0],
-            [1.0, 0.0],
-            [1.0, 1.0],
-            [0.0, 1.0],
-        ];
+        let u = [[0.0, 0.0], [0.3, 0.0], [0.3, 0.7], [0.7, 0.7], [0.7, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]];
         assert!(!point_in_polygon(&u, 0.5, 0.3));
         assert!(point_in_polygon(&u, 0.15, 0.3));
         assert!(point_in_polygon(&u, 0.5, 0.9));
@@ -146,8 +125,7 @@ mod tests {
     fn parse_names_the_bad_key() {
         let e = Polygon::parse(&SQUARE[..2], "rules[1].zones[0]").unwrap_err();
         assert_eq!(e.key(), "rules[1].zones[0]");
-        let e =
-            Polygon::parse(&[[0.0, 0.0], [1.2, 0.0], [0.0, 1.0]], "rules[1].zones[0]").unwrap_err();
+        let e = Polygon::parse(&[[0.0, 0.0], [1.2, 0.0], [0.0, 1.0]], "rules[1].zones[0]").unwrap_err();
         assert_eq!(e.key(), "rules[1].zones[0][1]");
         let e = Polygon::parse(&[[0.0, 0.0], [f32::NAN, 0.0], [0.0, 1.0]], "z").unwrap_err();
         assert_eq!(e.key(), "z[1]");

@@ -78,9 +78,7 @@ mod tests {
     use super::*;
 
     fn run(plan: &mut SamplePlan, frames: u64, fps: u64, gop: u64) -> Vec<Action> {
-        (0..frames)
-            .map(|i| plan.offer(Duration::from_millis(i * 1000 / fps), i % gop == 0, false))
-            .collect()
+        (0..frames).map(|i| plan.offer(Duration::from_millis(i * 1000 / fps), i % gop == 0, false)).collect()
     }
 
     #[test]
