@@ -210,10 +210,12 @@ fn start_detection(
             id.clone(),
             camera.hub.clone(),
             clips,
-            config.server.data_dir.clone(),
-            store.clone(),
+            crate::recorder::ClipStorage {
+                data_dir: config.server.data_dir.clone(),
+                store: store.clone(),
+                written: retention_kick.clone(),
+            },
             clip_rx,
-            retention_kick.clone(),
             shutdown.child_token(),
         ));
         let outputs = crate::analysis::Outputs {

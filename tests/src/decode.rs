@@ -46,12 +46,11 @@ pub fn decode(units: &[Vec<u8>]) -> anyhow::Result<Decoded> {
     let mut out = Decoded::default();
     while let Ok(sample) = sink.pull_sample() {
         out.pictures += 1;
-        if let Some(s) = sample.caps().and_then(|c| c.structure(0).map(|s| s.to_owned())) {
-            if let (Ok(w), Ok(h)) = (s.get::<i32>("width"), s.get::<i32>("height")) {
-                if out.sizes.last() != Some(&(w, h)) {
-                    out.sizes.push((w, h));
-                }
-            }
+        if let Some(s) = sample.caps().and_then(|c| c.structure(0).map(|s| s.to_owned()))
+            && let (Ok(w), Ok(h)) = (s.get::<i32>("width"), s.get::<i32>("height"))
+            && out.sizes.last() != Some(&(w, h))
+        {
+            out.sizes.push((w, h));
         }
     }
     let _ = feeder.join();

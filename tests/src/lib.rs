@@ -9,5 +9,4 @@ pub mod whep;
 
 /// The simulator's latency stamp parser, shared so both sides agree on the format.
 #[path = "../../camera-sim/src/stamp.rs"]
-#[allow(dead_code)]
 pub mod stamp;

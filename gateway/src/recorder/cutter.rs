@@ -117,7 +117,7 @@ mod tests {
         Arc::new(AccessUnit {
             seq: i,
             pts: Duration::from_millis(i * 40),
-            keyframe: i % gop == 0,
+            keyframe: i.is_multiple_of(gop),
             data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
             arrival: t0 + Duration::from_millis(i * 40),
         })

@@ -48,17 +48,27 @@ pub struct ClipSettings {
     pub max_clip: Duration,
 }
 
+/// Where finished clips go.
+#[derive(Clone)]
+pub struct ClipStorage {
+    /// The data directory (clips go under `clips/<camera>/`).
+    pub data_dir: PathBuf,
+    /// The event database, told about each clip.
+    pub store: Store,
+    /// Notified after each clip, so retention checks the budget at once.
+    pub written: Arc<tokio::sync::Notify>,
+}
+
 /// Runs one camera's recorder until `cancel`.
 pub async fn run(
     camera: String,
     hub: Arc<Hub>,
     settings: ClipSettings,
-    data_dir: PathBuf,
-    store: Store,
+    storage: ClipStorage,
     mut commands: mpsc::Receiver<ClipCommand>,
-    retention_kick: Arc<tokio::sync::Notify>,
     cancel: CancellationToken,
 ) {
+    let ClipStorage { data_dir, store, written: retention_kick } = storage;
     // Enough queue for a GOP burst; falling behind only shortens a clip's start.
     let subscription = hub.subscribe("recorder", 250);
     let mut cutter = ClipCutter::new(settings.pre_roll, settings.post_roll, settings.max_clip);
