@@ -46,14 +46,22 @@ fn wall_ms(at: Instant, ref_instant: Instant, ref_wall: SystemTime) -> i64 {
     }
 }
 
-/// Runs until `cancel` or until the detector stops sending.
+/// Silence after which open violations of a camera are ended without new pictures.
+const QUIET_CAMERA: Duration = Duration::from_secs(5);
+
+/// Runs until `cancel` or until the detector stops sending; `sample_interval` is the
+/// expected time between two analysed pictures of this camera.
 pub async fn run(
     out: Outputs,
     rules: Vec<ResolvedRule>,
+    sample_interval: Duration,
     mut analyses: mpsc::Receiver<Analysis>,
     cancel: CancellationToken,
 ) {
-    let mut tracker = Tracker::new(TrackerConfig::default());
+    // A track must survive the gap between samples (keyframes mode samples once per GOP).
+    let max_age = sample_interval.mul_f64(2.5).max(Duration::from_secs(2));
+    let mut tracker = Tracker::new(TrackerConfig { max_age, ..TrackerConfig::default() });
+    let mut last_picture: Option<Instant> = None;
     let mut engine = RuleEngine::new(rules);
     let mut event_ids: HashMap<u64, i64> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -63,6 +71,7 @@ pub async fn run(
             a = analyses.recv() => {
                 let Some(a) = a else { break };
                 let p = &a.picture;
+                last_picture = Some(Instant::now());
                 let tracks = tracker.update(&a.detections, p.arrival);
                 let wall = jiff::Timestamp::try_from(p.wall).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
                 let events = engine.observe(&out.camera, p.width, p.height, &tracks, &a.detections, p.arrival, wall);
@@ -72,6 +81,10 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 // Ends violations whose subject left while no picture arrives (camera down).
+                // While pictures flow, the engine ends them itself on picture time.
+                if last_picture.is_some_and(|t| t.elapsed() < QUIET_CAMERA) {
+                    continue;
+                }
                 let now = Instant::now();
                 for e in engine.expire(now) {
                     handle(&out, &mut event_ids, e, None, now, SystemTime::now()).await;
@@ -145,6 +158,7 @@ async fn started(
     info!(camera = %out.camera, event = id, rule = %v.rule_id, confidence = v.peak_confidence, "violation");
     if out.clips.try_send(ClipCommand::Start { event_id: id, start: v.started_at }).is_err() {
         warn!(camera = %out.camera, event = id, "clip recorder busy; this event has no clip");
+        out.store.set_clip(id, None, 0, 0.0).await?;
     }
     if let Some(a) = analysis {
         let marks = marks(v, a);

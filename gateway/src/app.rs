@@ -62,7 +62,13 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let store = match Store::open(&config.server.data_dir) {
-        Ok(s) => Some(s),
+        Ok(s) => {
+            let removed = retention::remove_partial_files(&config.server.data_dir);
+            if removed > 0 {
+                info!(removed, "removed files left half-written by an earlier stop");
+            }
+            Some(s)
+        }
         Err(e) => {
             warn!(error = %e, "events are off: the event database cannot be opened");
             None
@@ -122,6 +128,7 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         event_feed,
         data_dir: config.server.data_dir.clone(),
         detect_status,
+        shutdown: shutdown.clone(),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -226,7 +233,13 @@ fn start_detection(
             data_dir: config.server.data_dir.clone(),
             violations: metrics.detect.violations.clone(),
         };
-        tasks.spawn(crate::analysis::run(outputs, rules.clone(), results, shutdown.child_token()));
+        let sample_interval = match d.decode {
+            // One picture per GOP; assume GOPs up to 2.4 s (cameras default to 1-2 s).
+            crate::sampler::DecodeMode::Keyframes => std::time::Duration::from_millis(2400),
+            crate::sampler::DecodeMode::All => std::time::Duration::from_secs_f64(1.0 / d.fps),
+        };
+        let sample_interval = sample_interval.max(std::time::Duration::from_secs_f64(1.0 / d.fps));
+        tasks.spawn(crate::analysis::run(outputs, rules.clone(), sample_interval, results, shutdown.child_token()));
         analysed.push(id.clone());
     }
     let rule_ids: Vec<&str> = rules.iter().map(|r| r.id()).collect();

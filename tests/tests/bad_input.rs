@@ -92,6 +92,18 @@ async fn bad_requests_get_4xx_and_the_stream_keeps_flowing() -> anyhow::Result<(
     // A huge body is refused, not buffered without end.
     let (status, _, _) = post_offer(&whep, &gw.token, "application/sdp", "v=0\r\n".repeat(100_000)).await?;
     assert_eq!(status, 413);
+    // Unknown API paths need the token too; a bad event id is a JSON 400.
+    let r = client.get(format!("{}/api/nope", gw.base)).send().await?;
+    assert_eq!(r.status(), 401);
+    let r = client.get(format!("{}/api/events/abc", gw.base)).bearer_auth(&gw.token).send().await?;
+    assert_eq!(r.status(), 400);
+    let err: serde_json::Value = r.json().await?;
+    assert!(err["error"].as_str().unwrap_or_default().contains("abc"), "{err}");
+    // The token also works URL-encoded in a query, as browsers send it for media.
+    let r = client.get(format!("{}/api/events?access_token={}", gw.base, gw.token)).send().await?;
+    assert_eq!(r.status(), 200);
+    let r = client.delete(format!("{}/api/cameras/cam1/whep/x?access_token={}", gw.base, gw.token)).send().await?;
+    assert_eq!(r.status(), 401, "only GET takes the token from the URL");
     // DELETE of an unknown session.
     let r = client.delete(format!("{whep}/0123")).bearer_auth(&gw.token).send().await?;
     assert_eq!(r.status(), 404);

@@ -15,16 +15,17 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         if req.method() != axum::http::Method::GET {
             return None;
         }
-        req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("access_token="))
+        let query = req.uri().query()?;
+        form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned())
     };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .map(|t| t.trim().to_owned())
         .or_else(from_query);
-    match given {
+    match given.as_deref() {
         Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => Ok(next.run(req).await),
         Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not valid")),
         None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>` header")),

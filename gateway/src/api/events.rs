@@ -16,6 +16,22 @@ use tower_http::services::ServeFile;
 use super::{ApiError, AppState};
 use crate::events::{Event, Filter, Status, Store};
 
+/// An event id from the path; anything but a number is a 400 with the usual JSON error.
+pub struct EventId(pub i64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for EventId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+        raw.parse()
+            .map(EventId)
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("event id `{raw}` is not a number")))
+    }
+}
+
 fn store(state: &AppState) -> Result<&Store, ApiError> {
     state
         .events
@@ -38,7 +54,7 @@ pub async fn list(
 }
 
 /// `GET /api/events/{id}`.
-pub async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<axum::Json<Event>, ApiError> {
+pub async fn get(State(state): State<AppState>, EventId(id): EventId) -> Result<axum::Json<Event>, ApiError> {
     let event = store(&state)?.get(id).await.map_err(internal)?;
     event.map(axum::Json).ok_or_else(|| ApiError::not_found(format!("no event {id}")))
 }
@@ -56,7 +72,7 @@ pub struct Review {
 /// `PATCH /api/events/{id}` with `{"status": "confirmed"|"dismissed"|"new", "note": "..."}`.
 pub async fn patch(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    EventId(id): EventId,
     body: Result<axum::Json<Review>, axum::extract::rejection::JsonRejection>,
 ) -> Result<axum::Json<Event>, ApiError> {
     let axum::Json(review) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
@@ -90,7 +106,7 @@ async fn serve_file(
 }
 
 /// `GET /api/events/{id}/snapshot.jpg`.
-pub async fn snapshot(State(state): State<AppState>, Path(id): Path<i64>, req: Request) -> Result<Response, ApiError> {
+pub async fn snapshot(State(state): State<AppState>, EventId(id): EventId, req: Request) -> Result<Response, ApiError> {
     let files = store(&state)?
         .files(id)
         .await
@@ -100,7 +116,7 @@ pub async fn snapshot(State(state): State<AppState>, Path(id): Path<i64>, req: R
 }
 
 /// `GET /api/events/{id}/clip.mp4`, with HTTP Range so phones can seek.
-pub async fn clip(State(state): State<AppState>, Path(id): Path<i64>, req: Request) -> Result<Response, ApiError> {
+pub async fn clip(State(state): State<AppState>, EventId(id): EventId, req: Request) -> Result<Response, ApiError> {
     let files = store(&state)?
         .files(id)
         .await
@@ -112,6 +128,7 @@ pub async fn clip(State(state): State<AppState>, Path(id): Path<i64>, req: Reque
 /// `GET /api/events/stream`: Server-Sent Events, one `event` message per new or changed event.
 pub async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = state.event_feed.subscribe();
+    let shutdown = state.shutdown.clone().cancelled_owned();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {
@@ -125,5 +142,7 @@ pub async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Res
             }
         }
     });
+    // Graceful shutdown waits for open responses: the feed must end with the gateway.
+    let stream = futures_util::StreamExt::take_until(stream, shutdown);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

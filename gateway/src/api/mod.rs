@@ -44,6 +44,8 @@ pub struct AppState {
     pub data_dir: std::path::PathBuf,
     /// Whether detection runs, and why not.
     pub detect_status: Arc<std::sync::Mutex<serde_json::Value>>,
+    /// Fires at shutdown; long-lived responses (the SSE feed) end with it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -71,7 +73,8 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}/snapshot.jpg", get(events::snapshot))
         .route("/events/{id}/clip.mp4", get(events::clip))
         .fallback(|| async { ApiError::not_found("no such API route") })
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+        // `layer`, not `route_layer`: unknown /api paths need the token too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .nest("/api", api)
         .route("/metrics", get(metrics))

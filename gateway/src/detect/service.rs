@@ -188,7 +188,13 @@ impl DetectPool {
                 }
             };
             let started = Instant::now();
-            match det.detect(&picture.rgb, picture.width, picture.height, picture.stride, &mut out) {
+            // A panic on a strange model output must cost one picture, not the worker.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                det.detect(&picture.rgb, picture.width, picture.height, picture.stride, &mut out)
+            }));
+            let result =
+                result.unwrap_or_else(|_| Err(DetectError::Decode("the decoder panicked on this output".into())));
+            match result {
                 Ok(_) => {
                     let infer_time = started.elapsed();
                     self.metrics.frames.inc();

@@ -27,7 +27,7 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    (rc == 0).then(|| (st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// One retention pass; returns how many events were deleted.
@@ -36,7 +36,7 @@ pub async fn enforce(store: &Store, data_dir: &Path, limits: Limits) -> Result<u
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let cutoff = now_ms - limits.max_age.as_millis() as i64;
     loop {
-        let batch = store.oldest(100, Some(cutoff)).await?;
+        let batch = store.oldest(100, Some(cutoff), false).await?;
         if batch.is_empty() {
             break;
         }
@@ -51,7 +51,7 @@ pub async fn enforce(store: &Store, data_dir: &Path, limits: Limits) -> Result<u
         if total <= limits.max_bytes && !low_disk() {
             break;
         }
-        let batch = store.oldest(10, None).await?;
+        let batch = store.oldest(10, None, low_disk()).await?;
         if batch.is_empty() {
             if low_disk() {
                 warn!(dir = %data_dir.display(), "the data disk is low on space and no event is left to delete");
@@ -71,15 +71,37 @@ pub async fn enforce(store: &Store, data_dir: &Path, limits: Limits) -> Result<u
 }
 
 async fn remove(store: &Store, data_dir: &Path, id: i64, files: super::EventFiles) -> Result<(), super::StoreError> {
-    for rel in [files.snapshot, files.clip].into_iter().flatten() {
-        let path: PathBuf = data_dir.join(rel);
-        if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(path = %path.display(), error = %e, "cannot delete an expired file");
+    let paths: Vec<PathBuf> =
+        [files.snapshot, files.clip].into_iter().flatten().map(|rel| data_dir.join(rel)).collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for path in paths {
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!(path = %path.display(), error = %e, "cannot delete an expired file");
+            }
+        }
+    })
+    .await;
+    store.delete(id).await
+}
+
+/// Removes `*.part` files a crash left under `snapshots/` and `clips/`: nothing refers to
+/// them, and they were never served.
+pub fn remove_partial_files(data_dir: &Path) -> usize {
+    let mut removed = 0;
+    for top in ["snapshots", "clips"] {
+        let Ok(cameras) = std::fs::read_dir(data_dir.join(top)) else { continue };
+        for dir in cameras.flatten() {
+            let Ok(files) = std::fs::read_dir(dir.path()) else { continue };
+            for f in files.flatten() {
+                if f.file_name().to_string_lossy().ends_with(".part") && std::fs::remove_file(f.path()).is_ok() {
+                    removed += 1;
+                }
+            }
         }
     }
-    store.delete(id).await
+    removed
 }
 
 /// Runs retention every `every`, and whenever `kick` is notified (a clip was written),
@@ -137,6 +159,7 @@ mod tests {
             std::fs::write(dir.join(&rel), vec![0u8; 1000]).expect("write");
             store.set_snapshot(id, rel, 1000).await.expect("snapshot");
             store.set_clip(id, None, 0, 0.0).await.expect("clip state");
+            store.end(id, now_ms - age_days * 86_400_000 + 1000, 0.5).await.expect("end");
             ids.push(id);
         }
         let limits = Limits { max_age: Duration::from_secs(30 * 86_400), max_bytes: 2000, min_free_bytes: 0 };

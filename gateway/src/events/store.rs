@@ -375,14 +375,21 @@ impl Store {
             .map(|b| b.max(0) as u64)
     }
 
-    /// The oldest finished events (up to `n`), for retention: id, files and bytes.
-    pub async fn oldest(&self, n: u32, older_than_ms: Option<i64>) -> Result<Vec<(i64, EventFiles, u64)>, StoreError> {
+    /// The oldest events whose clip is settled (up to `n`), for retention: id, files and
+    /// bytes. Events still going on are included only when `include_ongoing`.
+    pub async fn oldest(
+        &self,
+        n: u32,
+        older_than_ms: Option<i64>,
+        include_ongoing: bool,
+    ) -> Result<Vec<(i64, EventFiles, u64)>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare(
                 "SELECT id, snapshot, clip, bytes FROM events \
-                 WHERE clip_state != 'pending' AND (?1 IS NULL OR start_ms < ?1) ORDER BY id ASC LIMIT ?2",
+                 WHERE clip_state != 'pending' AND (?1 IS NULL OR start_ms < ?1) AND (?3 OR end_ms IS NOT NULL) \
+                 ORDER BY id ASC LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![older_than_ms, n], |r| {
+            let rows = stmt.query_map(params![older_than_ms, n, include_ongoing], |r| {
                 Ok((r.get(0)?, EventFiles { snapshot: r.get(1)?, clip: r.get(2)? }, r.get::<_, i64>(3)?.max(0) as u64))
             })?;
             rows.collect()

@@ -62,6 +62,8 @@ struct Inner {
 }
 
 struct Slot {
+    /// How far the consumer may lag beyond a cached GOP.
+    base_capacity: usize,
     queue: Mutex<ConsumerQueue>,
     notify: Notify,
     drops: prometheus_client::metrics::counter::Counter,
@@ -126,8 +128,12 @@ impl Hub {
         for unit in inner.gop.units() {
             queue.push(unit.clone());
         }
-        let slot =
-            Arc::new(Slot { queue: Mutex::new(queue), notify: Notify::new(), drops: self.metrics.drops(consumer) });
+        let slot = Arc::new(Slot {
+            base_capacity: capacity.max(1),
+            queue: Mutex::new(queue),
+            notify: Notify::new(),
+            drops: self.metrics.drops(consumer),
+        });
         slot.notify.notify_one();
         inner.slots.push(slot.clone());
         Subscription { hub: self.clone(), slot }
@@ -185,7 +191,8 @@ impl Subscription {
             return false;
         }
         let mut q = lock(&self.slot.queue);
-        *q = ConsumerQueue::new(q.capacity());
+        // The GOP may have grown since subscribing: make room for all of it.
+        *q = ConsumerQueue::new(self.slot.base_capacity + units.len());
         for unit in units {
             q.push(unit.clone());
         }

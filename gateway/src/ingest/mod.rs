@@ -55,7 +55,8 @@ impl Timeline {
                 self.first_pts_ns = Some(pts);
                 self.base
             }
-            (None, _) => wall,
+            // No timestamp: one nominal frame after the last, staying in the pts domain.
+            (None, _) => self.last + Duration::from_millis(40),
         };
         let out = out.max(self.last);
         self.last = out;

@@ -177,6 +177,10 @@ impl Live {
         let cancel = self.cancel.child_token();
         {
             let mut routes = lock(&self.routes);
+            // Checked again under the lock that inserts, so concurrent offers cannot overshoot.
+            if routes.sessions.len() >= self.settings.max_viewers {
+                return Err(LiveError::Full(self.settings.max_viewers));
+            }
             routes.by_ufrag.insert(ufrag.clone(), id.clone());
             routes.sessions.insert(
                 id.clone(),
@@ -197,10 +201,11 @@ impl Live {
         let live = self.clone();
         let session_id = id.clone();
         info!(session = %id, camera = %camera.config.id, "viewer joined");
+        // Released on every way out of the task, a panic included.
+        let release = SessionRelease { live, id: session_id, gauge };
         tokio::spawn(async move {
+            let _release = release;
             viewer.run().await;
-            gauge.dec();
-            live.forget(&session_id);
         });
         Ok((id, answer))
     }
@@ -257,6 +262,20 @@ impl Live {
                 let _ = s.inbox.try_send(Datagram { at, source, data: data.to_vec() });
             }
         }
+    }
+}
+
+/// Forgets a session and its viewer count when its task ends.
+struct SessionRelease {
+    live: Arc<Live>,
+    id: String,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Drop for SessionRelease {
+    fn drop(&mut self) {
+        self.gauge.dec();
+        self.live.forget(&self.id);
     }
 }
 

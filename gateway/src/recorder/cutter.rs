@@ -23,7 +23,12 @@ struct OpenClip {
     hard_stop: Instant,
 }
 
-/// Keeps `pre_roll` of history (from a keyframe) and cuts clips out of it and what follows.
+/// History kept beyond the pre-roll: a clip is asked for only once a rule's minimum
+/// duration has passed and detection has caught up, seconds after the violation began.
+pub const HISTORY_SLACK: Duration = Duration::from_secs(15);
+
+/// Keeps `pre_roll` (plus [`HISTORY_SLACK`]) of history from a keyframe and cuts clips out
+/// of it and what follows.
 #[derive(Debug)]
 pub struct ClipCutter {
     ring: VecDeque<Arc<AccessUnit>>,
@@ -63,7 +68,7 @@ impl ClipCutter {
     /// Drops history older than the pre-roll, but always keeps a keyframe at the front so
     /// the pre-roll starts on a decodable picture.
     fn trim(&mut self, now: Instant) {
-        let horizon = now.checked_sub(self.pre_roll).unwrap_or(now);
+        let horizon = now.checked_sub(self.pre_roll + HISTORY_SLACK).unwrap_or(now);
         loop {
             // The second keyframe in the ring: if it is already older than the horizon,
             // everything before it is unneeded.
@@ -102,6 +107,23 @@ impl ClipCutter {
         }
     }
 
+    /// Finishes clips whose end has passed at `now` although no unit arrived (the camera
+    /// went quiet), so they do not stay pending for the whole outage.
+    pub fn flush(&mut self, now: Instant) -> Vec<CutClip> {
+        let mut done = Vec::new();
+        let mut i = 0;
+        while i < self.open.len() {
+            let c = &self.open[i];
+            if c.stop_at.is_some_and(|t| now > t) || now > c.hard_stop {
+                let clip = self.open.swap_remove(i);
+                done.push(CutClip { event_id: clip.event_id, units: clip.units });
+            } else {
+                i += 1;
+            }
+        }
+        done
+    }
+
     /// Clips still collecting.
     pub fn open_clips(&self) -> usize {
         self.open.len()
@@ -127,15 +149,15 @@ mod tests {
     fn clip_spans_pre_roll_from_a_keyframe_to_post_roll() {
         let t0 = Instant::now();
         let mut c = ClipCutter::new(Duration::from_secs(5), Duration::from_secs(10), Duration::from_secs(120));
-        // 20 s of 25 fps with a 2 s GOP.
-        for i in 0..500 {
+        // 22 s of 25 fps with a 2 s GOP.
+        for i in 0..550 {
             assert!(c.push(unit(t0, i, 50)).is_empty());
         }
-        // Event from 19 s to 20 s.
+        // An event from 19 s to 20 s, reported 3 s late (minimum duration, detection).
         c.start(1, t0 + Duration::from_secs(19));
         c.end(1, t0 + Duration::from_secs(20));
         let mut done = Vec::new();
-        for i in 500..800 {
+        for i in 550..800 {
             done.extend(c.push(unit(t0, i, 50)));
         }
         assert_eq!(done.len(), 1);
@@ -155,8 +177,23 @@ mod tests {
         for i in 0..5000 {
             c.push(unit(t0, i, 50));
         }
-        assert!(c.ring.len() <= 7 * 25 + 1, "ring holds {} units", c.ring.len());
+        assert!(c.ring.len() <= 22 * 25 + 1, "ring holds {} units", c.ring.len());
         assert!(c.ring.front().is_some_and(|u| u.keyframe));
+    }
+
+    #[test]
+    fn quiet_camera_still_finishes_clips() {
+        let t0 = Instant::now();
+        let mut c = ClipCutter::new(Duration::from_secs(5), Duration::from_secs(2), Duration::from_secs(60));
+        for i in 0..100 {
+            c.push(unit(t0, i, 50));
+        }
+        c.start(3, t0 + Duration::from_secs(3));
+        c.end(3, t0 + Duration::from_secs(4));
+        assert!(c.flush(t0 + Duration::from_secs(5)).is_empty(), "post-roll not over yet");
+        let done = c.flush(t0 + Duration::from_secs(7));
+        assert_eq!(done.len(), 1);
+        assert!(done[0].units[0].keyframe);
     }
 
     #[test]

@@ -76,49 +76,70 @@ pub async fn run(
     if let Err(e) = std::fs::create_dir_all(data_dir.join(&rel_dir)) {
         warn!(%camera, error = %e, "cannot create the clip directory");
     }
+    let mut writes = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tokio::select! {
+        let finished = tokio::select! {
             _ = cancel.cancelled() => break,
-            cmd = commands.recv() => match cmd {
-                Some(ClipCommand::Start { event_id, start }) => cutter.start(event_id, start),
-                Some(ClipCommand::End { event_id, end }) => cutter.end(event_id, end),
+            cmd = commands.recv() => {
+                match cmd {
+                    Some(ClipCommand::Start { event_id, start }) => cutter.start(event_id, start),
+                    Some(ClipCommand::End { event_id, end }) => cutter.end(event_id, end),
+                    None => break,
+                }
+                continue;
+            }
+            d = subscription.recv() => match d {
+                Some(d) => cutter.push(d.unit),
                 None => break,
             },
-            d = subscription.recv() => {
-                let Some(d) = d else { break };
-                for clip in cutter.push(d.unit) {
-                    let rel = rel_dir.join(format!("{}.mp4", clip.event_id));
-                    let path = data_dir.join(&rel);
-                    let store = store.clone();
-                    let camera = camera.clone();
-                    let kick = retention_kick.clone();
-                    tokio::spawn(async move {
-                        let duration = clip_duration(&clip);
-                        let units = clip.units;
-                        let written = tokio::task::spawn_blocking(move || write_mp4(&units, &path)).await;
-                        let result = match written {
-                            Ok(Ok(bytes)) => {
-                                info!(%camera, event = clip.event_id, bytes, duration_s = duration, "clip written");
-                                store.set_clip(clip.event_id, Some(rel.to_string_lossy().into_owned()), bytes, duration).await
-                            }
-                            Ok(Err(e)) => {
-                                warn!(%camera, event = clip.event_id, error = %e, "clip failed");
-                                store.set_clip(clip.event_id, None, 0, 0.0).await
-                            }
-                            Err(e) => {
-                                warn!(%camera, event = clip.event_id, error = %e, "clip task failed");
-                                store.set_clip(clip.event_id, None, 0, 0.0).await
-                            }
-                        };
-                        if let Err(e) = result {
-                            warn!(error = %e, "cannot record the clip in the database");
-                        }
-                        // New bytes on disk: let retention check the budget now.
-                        kick.notify_one();
-                    });
-                }
-            }
+            _ = tick.tick() => cutter.flush(Instant::now()),
+        };
+        for clip in finished {
+            let rel = rel_dir.join(format!("{}.mp4", clip.event_id));
+            let job = ClipJob { camera: camera.clone(), store: store.clone(), kick: retention_kick.clone(), rel };
+            writes.spawn(job.write(clip, data_dir.clone()));
         }
+        while writes.try_join_next().is_some() {}
+    }
+    // A clip being written when the gateway stops is finished, not torn.
+    while writes.join_next().await.is_some() {}
+}
+
+/// Writing one finished clip and recording it.
+struct ClipJob {
+    camera: String,
+    store: Store,
+    kick: Arc<tokio::sync::Notify>,
+    rel: PathBuf,
+}
+
+impl ClipJob {
+    async fn write(self, clip: CutClip, data_dir: PathBuf) {
+        let ClipJob { camera, store, kick, rel } = self;
+        let duration = clip_duration(&clip);
+        let (event_id, units) = (clip.event_id, clip.units);
+        let path = data_dir.join(&rel);
+        let written = tokio::task::spawn_blocking(move || write_mp4(&units, &path)).await;
+        let result = match written {
+            Ok(Ok(bytes)) => {
+                info!(%camera, event = event_id, bytes, duration_s = duration, "clip written");
+                store.set_clip(event_id, Some(rel.to_string_lossy().into_owned()), bytes, duration).await
+            }
+            Ok(Err(e)) => {
+                warn!(%camera, event = event_id, error = %e, "clip failed");
+                store.set_clip(event_id, None, 0, 0.0).await
+            }
+            Err(e) => {
+                warn!(%camera, event = event_id, error = %e, "clip task failed");
+                store.set_clip(event_id, None, 0, 0.0).await
+            }
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "cannot record the clip in the database");
+        }
+        // New bytes on disk: let retention check the budget now.
+        kick.notify_one();
     }
 }
 

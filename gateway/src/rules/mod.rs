@@ -37,7 +37,7 @@ pub struct Violation {
     pub id: u64,
     /// The rule that raised it.
     pub rule_id: String,
-    /// What kind of violation, shown to people; the rule id, e.g. `phone_use`.
+    /// The rule's kind of check: `presence`, `missing_attribute` or `proximity`.
     pub kind: String,
     /// The camera.
     pub camera: String,
@@ -287,7 +287,7 @@ impl RuleState {
                 let violation = Violation {
                     id: *next_id,
                     rule_id: rule.id().to_string(),
-                    kind: rule.id().to_string(),
+                    kind: rule.kind().as_str().to_string(),
                     camera: camera.to_string(),
                     track_id: o.track_id,
                     severity: rule.severity(),

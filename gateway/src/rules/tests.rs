@@ -114,7 +114,7 @@ fn started_after_min_duration_with_started_at_at_the_beginning() {
     let v = s[0];
     assert_eq!(v.started_at, t0);
     assert_eq!(v.confirmed_at, t0 + Duration::from_secs(3));
-    assert_eq!((v.rule_id.as_str(), v.kind.as_str(), v.camera.as_str()), ("person_present", "person_present", "cam1"));
+    assert_eq!((v.rule_id.as_str(), v.kind.as_str(), v.camera.as_str()), ("person_present", "presence", "cam1"));
     assert_eq!((v.track_id, v.severity, v.bbox, v.object_bbox), (7, Severity::Warning, PERSON, None));
     assert_eq!(v.peak_confidence, 0.8);
     assert_eq!(e.open_violations().count(), 1);

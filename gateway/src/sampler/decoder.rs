@@ -145,6 +145,11 @@ impl Decoder {
         self.src.push_buffer(buffer).is_ok()
     }
 
+    /// Access units waiting in front of the decoder.
+    pub fn backlog(&self) -> u64 {
+        self.src.current_level_buffers()
+    }
+
     /// The first error the pipeline posted, if any.
     pub fn error(&self) -> Option<String> {
         let bus = self.pipeline.bus()?;

@@ -13,6 +13,9 @@ use crate::hub::Hub;
 pub use decoder::{Decoder, Picture};
 pub use plan::{Action, DecodeMode, SamplePlan};
 
+/// Access units allowed to wait for the detection decoder before input is dropped.
+const MAX_BACKLOG: u64 = 25;
+
 /// Runs the sampler of one camera until `cancel`, handing pictures to `deliver`.
 pub async fn run(
     camera: String,
@@ -47,6 +50,12 @@ pub async fn run(
             }
         }
         let Some(dec) = decoder.as_ref() else { continue };
+        if dec.backlog() > MAX_BACKLOG {
+            // The decoder is behind real time (machine saturated): drop input rather than
+            // queue it, and resume at the next keyframe.
+            plan = SamplePlan::new(fps, mode);
+            continue;
+        }
         let fed = dec.push(&unit.data, unit.pts, unit.arrival, action == Action::DecodeAndKeep);
         if !fed || dec.error().is_some() {
             // A decoder that choked on garbage is rebuilt; the next keyframe restarts it.

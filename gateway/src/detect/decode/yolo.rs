@@ -59,6 +59,10 @@ pub(super) fn decode_v8<T: TensorView>(
     // Channel-major: scan each class row contiguously, keeping the best class per anchor,
     // instead of striding through memory anchor by anchor.
     let n = cols;
+    if n == 0 {
+        // No anchors: nothing detected (and nothing to chunk).
+        return Ok(());
+    }
     best_score.clear();
     best_score.resize(n, f32::NEG_INFINITY);
     best_class.clear();
