@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use mingchu_e2e::procs::tempdir::TempDir;
 use mingchu_e2e::procs::{Gateway, Sim, SimOptions, detect_config, repo_root};
 use mingchu_e2e::whep::{Viewer, ViewerOptions};
 
@@ -20,52 +21,38 @@ async fn detection_off_but_live_works(detect: &str, needle: &str) -> anyhow::Res
     Ok(())
 }
 
+/// Config lines for a copy of the default model's manifest in `dir`, changed by `edit`.
+fn custom_model(dir: &TempDir, edit: impl Fn(String) -> String) -> anyhow::Result<String> {
+    let default = repo_root().join("models/nanodet-g-416.toml");
+    std::fs::write(dir.path().join("m.toml"), edit(std::fs::read_to_string(&default)?))?;
+    std::fs::copy(repo_root().join("models/coco80.txt"), dir.path().join("coco80.txt"))?;
+    Ok(detect_config().replace(&default.display().to_string(), &dir.path().join("m.toml").display().to_string()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_model_file() -> anyhow::Result<()> {
-    let dir = mingchu_e2e::procs::tempdir::TempDir::new("mingchu-model")?;
-    let manifest = std::fs::read_to_string(repo_root().join("models/nanodet-g-416.toml"))?;
-    std::fs::write(
-        dir.path().join("m.toml"),
-        manifest.replace("file = \"nanodet-g-416.onnx\"", "file = \"gone.onnx\""),
-    )?;
-    std::fs::copy(repo_root().join("models/coco80.txt"), dir.path().join("coco80.txt"))?;
-    let detect = detect_config().replace(
-        &repo_root().join("models/nanodet-g-416.toml").display().to_string(),
-        &dir.path().join("m.toml").display().to_string(),
-    );
+    let dir = TempDir::new("mingchu-model")?;
+    let detect = custom_model(&dir, |m| m.replace("file = \"nanodet-g-416.onnx\"", "file = \"gone.onnx\""))?;
     detection_off_but_live_works(&detect, "gone.onnx").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_model_file() -> anyhow::Result<()> {
-    let dir = mingchu_e2e::procs::tempdir::TempDir::new("mingchu-model")?;
-    let manifest = std::fs::read_to_string(repo_root().join("models/nanodet-g-416.toml"))?;
+    let dir = TempDir::new("mingchu-model")?;
     // Without the checksum, so ONNX Runtime itself has to reject the file.
-    let manifest: String = manifest.lines().filter(|l| !l.starts_with("sha256")).collect::<Vec<_>>().join("\n");
-    std::fs::write(dir.path().join("m.toml"), manifest)?;
-    std::fs::copy(repo_root().join("models/coco80.txt"), dir.path().join("coco80.txt"))?;
+    let detect = custom_model(&dir, |m| m.lines().filter(|l| !l.starts_with("sha256")).collect::<Vec<_>>().join("\n"))?;
     std::fs::write(dir.path().join("nanodet-g-416.onnx"), b"this is not an ONNX model")?;
-    let detect = detect_config().replace(
-        &repo_root().join("models/nanodet-g-416.toml").display().to_string(),
-        &dir.path().join("m.toml").display().to_string(),
-    );
     detection_off_but_live_works(&detect, "nanodet-g-416.onnx").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_input_shape_in_manifest() -> anyhow::Result<()> {
-    let dir = mingchu_e2e::procs::tempdir::TempDir::new("mingchu-model")?;
-    let manifest = std::fs::read_to_string(repo_root().join("models/nanodet-g-416.toml"))?;
-    let manifest = manifest.replace("input_width = 416", "input_width = 320").replace(
-        "file = \"nanodet-g-416.onnx\"",
-        &format!("file = \"{}\"", repo_root().join("models/nanodet-g-416.onnx").display()),
-    );
-    std::fs::write(dir.path().join("m.toml"), manifest)?;
-    std::fs::copy(repo_root().join("models/coco80.txt"), dir.path().join("coco80.txt"))?;
-    let detect = detect_config().replace(
-        &repo_root().join("models/nanodet-g-416.toml").display().to_string(),
-        &dir.path().join("m.toml").display().to_string(),
-    );
+    let dir = TempDir::new("mingchu-model")?;
+    let onnx = repo_root().join("models/nanodet-g-416.onnx");
+    let detect = custom_model(&dir, |m| {
+        m.replace("input_width = 416", "input_width = 320")
+            .replace("file = \"nanodet-g-416.onnx\"", &format!("file = \"{}\"", onnx.display()))
+    })?;
     detection_off_but_live_works(&detect, "shape").await
 }
 
