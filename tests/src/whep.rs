@@ -37,6 +37,8 @@ pub struct ViewerStats {
     pub last_frame_at: Option<Instant>,
     /// Relay latencies measured from stamps.
     pub latencies_us: Vec<i64>,
+    /// (simulator stamp, latency) pairs, to match frames against another receiver.
+    pub stamped: Vec<(u64, i64)>,
     /// Whether ICE+DTLS completed.
     pub connected: bool,
     /// Whether the session ended (server gone or ICE lost).
@@ -225,14 +227,15 @@ async fn run(
                     Event::MediaData(m) => {
                         mid = Some(m.mid);
                         let at = Instant::now();
-                        let latency_us =
-                            stamp::parse_stamp(&m.data).map(|t| stamp::unix_micros_now() as i64 - t as i64);
+                        let stamp_us = stamp::parse_stamp(&m.data);
+                        let latency_us = stamp_us.map(|t| stamp::unix_micros_now() as i64 - t as i64);
                         if let Ok(mut s) = stats.lock() {
                             s.frames += 1;
                             s.first_frame_after.get_or_insert(at - started);
                             s.last_frame_at = Some(at);
-                            if let Some(l) = latency_us {
+                            if let (Some(t), Some(l)) = (stamp_us, latency_us) {
                                 s.latencies_us.push(l);
+                                s.stamped.push((t, l));
                             }
                         }
                         if let Some(tx) = &frames {
