@@ -76,7 +76,7 @@ PY
 demo() {
   setup
   say "building (release)"
-  cargo build --release --locked -p mingchu -p camera-sim
+  cargo build --release --locked --workspace --bins
   mkdir -p data
   local token
   if [[ ! -f data/demo.toml ]]; then
