@@ -76,3 +76,22 @@ async fn keyframe_request_is_answered_from_the_gop_cache() -> anyhow::Result<()>
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_over_udp_from_the_camera() -> anyhow::Result<()> {
+    let sim = Sim::start(&SimOptions::default())?;
+    let (config, port) = Gateway::config(&[], "[detect]\nenabled = false\n");
+    let config = format!(
+        "{config}[[cameras]]\nid = \"cam1\"\nname = \"UDP\"\nurl = \"{}\"\ntransport = \"udp\"\n",
+        sim.url("cam1")
+    );
+    let gw = Gateway::start_with(&config, port)?;
+    gw.wait_state("cam1", "online", Duration::from_secs(10)).await?;
+    let viewer = Viewer::connect(&gw.base, &gw.token, "cam1", ViewerOptions::default()).await?;
+    viewer.wait_frames(1, Duration::from_secs(5)).await?;
+    let before = viewer.frames_received();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fps = (viewer.frames_received() - before) as f64 / 2.0;
+    assert!(fps >= 20.0, "viewer got {fps} fps from a camera pulled over UDP");
+    Ok(())
+}

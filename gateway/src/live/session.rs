@@ -33,8 +33,11 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(20);
 /// Silence after which a connected viewer counts as gone. Browsers send ICE consent
 /// checks every ~5 s (RFC 7675), so this only fires when the peer really vanished.
 const SILENCE_LIMIT: Duration = Duration::from_secs(15);
-/// Least time between two keyframe replays for one viewer.
+/// Least time between two keyframe replays for one viewer; doubles while requests keep
+/// coming (a lossy link asking again and again) up to [`KEYFRAME_REPLAY_MAX_GAP`].
 const KEYFRAME_REPLAY_GAP: Duration = Duration::from_millis(1000);
+/// Longest wait between two replays; past it the viewer waits for the camera's keyframe.
+const KEYFRAME_REPLAY_MAX_GAP: Duration = Duration::from_secs(8);
 
 /// Maps source timestamps to this viewer's RTP clock, always moving forward.
 #[derive(Debug, Default)]
@@ -57,6 +60,38 @@ impl RtpClock {
         }
         self.last = Some(out);
         out
+    }
+}
+
+/// Paces GOP replays for one viewer: the first request is answered at once; requests that
+/// keep coming back space the replays out, since resending a GOP adds to a lossy link.
+#[derive(Debug)]
+pub struct ReplayPacer {
+    last: Option<Instant>,
+    gap: Duration,
+}
+
+impl Default for ReplayPacer {
+    fn default() -> Self {
+        Self { last: None, gap: KEYFRAME_REPLAY_GAP }
+    }
+}
+
+impl ReplayPacer {
+    /// Whether a keyframe request at `now` may be answered with a replay.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        let Some(last) = self.last else {
+            self.last = Some(now);
+            return true;
+        };
+        let since = now.saturating_duration_since(last);
+        if since < self.gap {
+            return false;
+        }
+        // Asked again soon after the wait: back off. A quiet spell resets the pace.
+        self.gap = if since < self.gap * 2 { (self.gap * 2).min(KEYFRAME_REPLAY_MAX_GAP) } else { KEYFRAME_REPLAY_GAP };
+        self.last = Some(now);
+        true
     }
 }
 
@@ -101,7 +136,7 @@ impl Viewer {
         let mut pt: Option<Pt> = None;
         let mut connected = false;
         let mut clock = RtpClock::default();
-        let mut last_replay: Option<Instant> = None;
+        let mut replays = ReplayPacer::default();
         let mut sent_frames: u64 = 0;
         let mut last_heard = Instant::now();
         let reason = loop {
@@ -120,9 +155,7 @@ impl Viewer {
                         }
                         Event::MediaAdded(m) => mid = Some(m.mid),
                         Event::KeyframeRequest(_) => {
-                            let due = last_replay.is_none_or(|t| t.elapsed() >= KEYFRAME_REPLAY_GAP);
-                            if due && self.subscription.restart_from_gop() {
-                                last_replay = Some(Instant::now());
+                            if replays.allow(Instant::now()) && self.subscription.restart_from_gop() {
                                 debug!(session = %self.id, "keyframe request answered from the GOP cache");
                             }
                         }
@@ -200,6 +233,22 @@ impl Viewer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replays_back_off_while_requests_keep_coming() {
+        let t0 = Instant::now();
+        let mut p = ReplayPacer::default();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(p.allow(at(0)));
+        assert!(!p.allow(at(500)), "within the first gap");
+        assert!(p.allow(at(1000)));
+        assert!(!p.allow(at(2500)), "the gap doubled to 2 s");
+        assert!(p.allow(at(3000)));
+        assert!(!p.allow(at(6000)), "now 4 s");
+        // A quiet spell resets the pace.
+        assert!(p.allow(at(60_000)));
+        assert!(p.allow(at(61_000)));
+    }
 
     #[test]
     fn rtp_clock_starts_at_zero_and_stays_monotonic() {
