@@ -154,10 +154,10 @@ impl Viewer {
                             break Err(EndReason::Disconnected);
                         }
                         Event::MediaAdded(m) => mid = Some(m.mid),
-                        Event::KeyframeRequest(_) => {
-                            if replays.allow(Instant::now()) && self.subscription.restart_from_gop() {
-                                debug!(session = %self.id, "keyframe request answered from the GOP cache");
-                            }
+                        Event::KeyframeRequest(_)
+                            if replays.allow(Instant::now()) && self.subscription.restart_from_gop() =>
+                        {
+                            debug!(session = %self.id, "keyframe request answered from the GOP cache");
                         }
                         _ => {}
                     },
