@@ -152,6 +152,13 @@ impl Viewer {
         self.stats().frames
     }
 
+    /// Frames per second received over the next `window`.
+    pub async fn fps_over(&self, window: Duration) -> f64 {
+        let before = self.frames_received();
+        tokio::time::sleep(window).await;
+        (self.frames_received() - before) as f64 / window.as_secs_f64()
+    }
+
     /// Waits until at least `n` frames arrived.
     pub async fn wait_frames(&self, n: u64, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;

@@ -147,8 +147,7 @@ async fn low_disk_frees_space_and_live_keeps_running() -> anyhow::Result<()> {
         "the gateway logs what retention did"
     );
     // Live view never noticed.
-    let before = viewer.frames_received();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(viewer.frames_received() - before >= 40, "live video kept flowing");
+    let fps = viewer.fps_over(Duration::from_secs(2)).await;
+    assert!(fps >= 20.0, "live video kept flowing ({fps} fps)");
     Ok(())
 }

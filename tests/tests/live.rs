@@ -16,9 +16,7 @@ async fn viewer_receives_decodable_h264_at_source_fps() -> anyhow::Result<()> {
     viewer.wait_frames(1, Duration::from_secs(5)).await?;
     // Measure the rate over 4 s once the cached GOP burst is through.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = viewer.frames_received();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let fps = (viewer.frames_received() - before) as f64 / 4.0;
+    let fps = viewer.fps_over(Duration::from_secs(4)).await;
     assert!((22.0..=28.0).contains(&fps), "viewer got {fps} fps from a 25 fps camera");
 
     let mut rx = viewer.frames.take().expect("frames kept");
@@ -89,9 +87,7 @@ async fn rtp_over_udp_from_the_camera() -> anyhow::Result<()> {
     gw.wait_state("cam1", "online", Duration::from_secs(10)).await?;
     let viewer = Viewer::connect(&gw.base, &gw.token, "cam1", ViewerOptions::default()).await?;
     viewer.wait_frames(1, Duration::from_secs(5)).await?;
-    let before = viewer.frames_received();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let fps = (viewer.frames_received() - before) as f64 / 2.0;
+    let fps = viewer.fps_over(Duration::from_secs(2)).await;
     assert!(fps >= 20.0, "viewer got {fps} fps from a camera pulled over UDP");
     Ok(())
 }

@@ -7,12 +7,6 @@ use mingchu_e2e::decode::decode;
 use mingchu_e2e::procs::{Gateway, Sim, SimOptions};
 use mingchu_e2e::whep::{Viewer, ViewerOptions};
 
-async fn rate(v: &Viewer, over: Duration) -> f64 {
-    let before = v.frames_received();
-    tokio::time::sleep(over).await;
-    (v.frames_received() - before) as f64 / over.as_secs_f64()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_camera_comes_back_and_the_other_is_untouched() -> anyhow::Result<()> {
     let opts1 = SimOptions { first_index: 1, ..Default::default() };
@@ -32,7 +26,7 @@ async fn killed_camera_comes_back_and_the_other_is_untouched() -> anyhow::Result
     let cam1 = gw.wait_state("cam1", "offline", Duration::from_secs(4)).await?;
     assert!(cam1["last_error"].is_string(), "{cam1}");
     // Camera 2's viewer keeps full rate while camera 1 is down and retried.
-    let fps2 = rate(&v2, Duration::from_secs(3)).await;
+    let fps2 = v2.fps_over(Duration::from_secs(3)).await;
     assert!(fps2 >= 22.0, "cam2 viewer dropped to {fps2} fps while cam1 was down");
     assert_eq!(gw.camera("cam2").await?["state"], "online");
 
@@ -80,7 +74,7 @@ async fn stall_is_detected_and_recovered() -> anyhow::Result<()> {
     assert!(cam["last_error"].as_str().unwrap_or_default().contains("stall"), "{cam}");
 
     gw.wait_state("cam1", "online", Duration::from_secs(10)).await?;
-    let fps = rate(&v, Duration::from_secs(2)).await;
+    let fps = v.fps_over(Duration::from_secs(2)).await;
     assert!(fps >= 20.0, "viewer got {fps} fps after the stall");
     Ok(())
 }
@@ -98,7 +92,7 @@ async fn garbage_nal_units_are_survived() -> anyhow::Result<()> {
     let mut gw = gw;
     assert!(gw.proc.is_running(), "gateway still running");
     gw.wait_state("cam1", "online", Duration::from_secs(10)).await?;
-    let fps = rate(&v, Duration::from_secs(2)).await;
+    let fps = v.fps_over(Duration::from_secs(2)).await;
     assert!(fps >= 20.0, "viewer got {fps} fps after the garbage");
 
     // A viewer joining now gets a clean, decodable picture.
