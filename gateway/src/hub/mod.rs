@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::metrics::CameraMetrics;
@@ -26,8 +25,9 @@ pub struct AccessUnit {
     pub pts: Duration,
     /// Whether the unit is an IDR picture a decoder can start from.
     pub keyframe: bool,
-    /// The NAL units, each behind a start code.
-    pub data: Bytes,
+    /// The NAL units, each behind a start code; shared, so every viewer sends the same
+    /// bytes without a copy.
+    pub data: Arc<[u8]>,
     /// When the unit left the ingest pipeline.
     pub arrival: Instant,
 }
@@ -95,7 +95,7 @@ impl Hub {
     }
 
     /// Hands an access unit to every consumer without waiting on any of them.
-    pub fn publish(&self, pts: Duration, keyframe: bool, data: Bytes, arrival: Instant) {
+    pub fn publish(&self, pts: Duration, keyframe: bool, data: Arc<[u8]>, arrival: Instant) {
         let mut inner = lock(&self.inner);
         let unit = Arc::new(AccessUnit { seq: inner.next_seq, pts, keyframe, data, arrival });
         inner.next_seq += 1;
@@ -214,7 +214,7 @@ pub(crate) fn test_unit(seq: u64, keyframe: bool) -> Arc<AccessUnit> {
         seq,
         pts: Duration::from_millis(seq * 40),
         keyframe,
-        data: Bytes::from(vec![0u8; 100]),
+        data: Arc::from(vec![0u8; 100]),
         arrival: Instant::now(),
     })
 }
@@ -229,7 +229,7 @@ mod tests {
     }
 
     fn publish(hub: &Hub, n: u64, keyframe: bool) {
-        hub.publish(Duration::from_millis(n * 40), keyframe, Bytes::from(vec![1u8; 10]), Instant::now());
+        hub.publish(Duration::from_millis(n * 40), keyframe, Arc::from(vec![1u8; 10]), Instant::now());
     }
 
     #[tokio::test]

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -31,7 +30,7 @@ pub struct PipelineUnit {
     /// IDR picture.
     pub keyframe: bool,
     /// Annex-B bytes.
-    pub data: Bytes,
+    pub data: Arc<[u8]>,
     /// Picture size, when the caps carry it.
     pub size: Option<(i32, i32)>,
 }
@@ -104,7 +103,7 @@ impl RunningPipeline {
                     let unit = PipelineUnit {
                         pts_ns: buffer.pts().map(|t| t.nseconds()),
                         keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
-                        data: Bytes::copy_from_slice(map.as_slice()),
+                        data: Arc::from(map.as_slice()),
                         size,
                     };
                     last.store(started.elapsed().as_micros() as u64 + 1, Ordering::Relaxed);

@@ -210,7 +210,7 @@ impl Viewer {
                     let (Some(mid), Some(pt)) = (mid, pt) else { continue };
                     let Some(writer) = self.rtc.writer(mid) else { continue };
                     let rtp = clock.stamp(delivery.unit.pts);
-                    let data: Arc<[u8]> = Arc::from(&delivery.unit.data[..]);
+                    let data = delivery.unit.data.clone();
                     if let Err(e) = writer.write(pt, Instant::now(), MediaTime::from_90khz(rtp), data) {
                         debug!(session = %self.id, error = %e, "write failed");
                     } else {

@@ -133,14 +133,13 @@ impl ClipCutter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn unit(t0: Instant, i: u64, gop: u64) -> Arc<AccessUnit> {
         Arc::new(AccessUnit {
             seq: i,
             pts: Duration::from_millis(i * 40),
             keyframe: i.is_multiple_of(gop),
-            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+            data: Arc::from(&[0u8, 0, 0, 1, 0x65][..]),
             arrival: t0 + Duration::from_millis(i * 40),
         })
     }
