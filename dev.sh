@@ -133,7 +133,7 @@ run_tests() {
   say "building"
   cargo build --locked --workspace --bins --tests
   say "testing"
-  cargo test --locked --workspace -- --test-threads=1
+  cargo test --locked --workspace --no-fail-fast -- --test-threads=1
   say "testing the web page in Chromium"
   local bins
   bins="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug"   # the binaries just built

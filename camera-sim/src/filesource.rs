@@ -19,6 +19,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tracing::{debug, error, info, warn};
 
+use crate::live_push::push_now;
+
 const STOP_MESSAGE: &str = "camera-sim-stop";
 
 /// Appsrcs of running camera media that want decoded frames.
@@ -49,15 +51,8 @@ impl FileFeed {
             if caps.is_some() && src.caps() != caps {
                 src.set_caps(caps.as_ref());
             }
-            // The file's own timestamps restart at every loop; appsrc's
-            // do-timestamp only fills in missing ones.
-            let mut copy = buffer.copy();
-            {
-                let copy = copy.make_mut();
-                copy.set_pts(gst::ClockTime::NONE);
-                copy.set_dts(gst::ClockTime::NONE);
-            }
-            if let Err(e) = src.push_buffer(copy) {
+            // The file's own timestamps restart at every loop: stamp with the media's running time.
+            if let Err(e) = push_now(&src, buffer) {
                 debug!(error = ?e, "file frame not accepted by camera media");
             }
         }

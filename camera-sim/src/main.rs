@@ -5,6 +5,7 @@ mod control;
 mod corrupt;
 mod faults;
 mod filesource;
+mod live_push;
 mod pipeline;
 mod probe;
 mod scene;

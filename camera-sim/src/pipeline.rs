@@ -102,7 +102,7 @@ pub fn launch_line(settings: &VideoSettings, index: usize, name: &str, source: S
             // or the scene player. Scene pictures already have the right format and
             // size, so the three converters below pass them through untouched.
             parts.push(format!(
-                "appsrc name={APPSRC_ELEMENT} is-live=true format=time do-timestamp=true \
+                "appsrc name={APPSRC_ELEMENT} is-live=true format=time \
                  max-buffers=2 leaky-type=downstream"
             ));
             parts.push("videoconvert".into());

@@ -29,6 +29,7 @@ use gstreamer_video as gst_video;
 use tracing::{debug, info, warn};
 
 use crate::camera::Camera;
+use crate::live_push::push_now;
 use crate::scene::{I420Layout, SceneMedia, to_i420};
 
 /// Composed pictures kept before the cache is emptied (each 1.4 MB at 720p).
@@ -404,7 +405,7 @@ fn tick(media: &SceneMedia, frames: &Frames, feed: &SceneFeed, elapsed: f64) {
         if src.caps().as_ref() != Some(&frame.caps) {
             src.set_caps(Some(&frame.caps));
         }
-        if let Err(e) = src.push_buffer(frame.buffer.clone()) {
+        if let Err(e) = push_now(&src, &frame.buffer) {
             debug!(camera = feed.camera.name(), error = ?e, "scene picture not accepted");
         }
     }
