@@ -10,8 +10,12 @@
 #   2. venv A (tensorflow-cpu 2.15.1, tf2onnx 1.16.1): TF.js -> ONNX, opset 13, fp32
 #   3. venv B (onnxruntime 1.32.0): merge_outputs.py joins the six head outputs into
 #      one `output` [1, 3549, 124] and checks it numerically against the six
-#   4. write OUT_DIR/nanodet-g-416.onnx and OUT_DIR/LICENSE-human-models.txt, print
-#      the sha256 and compare it with the manifest next to this script
+#   4. write OUT_DIR/nanodet-g-416.onnx and OUT_DIR/LICENSE-human-models.txt
+#   5. quantize_int8.py (venv B): OUT_DIR/nanodet-g-416-int8.onnx, Conv ops int8,
+#      calibrated on photographs from the scikit-image 0.26.0 and matplotlib 3.11.2
+#      wheels and the group photos of npm @vladmandic/face-api@1.7.15; it fails when
+#      the int8 model's detections on the reference photos stray from fp32
+#   6. print both sha256 sums and compare them with the manifests next to this script
 #   --reference also runs reference_detect.py (writes OUT_DIR/reference-detections.json)
 #
 # Needs: python3.11 (or PYTHON=/path/to/python3.9..3.11), npm, network access to the
@@ -30,6 +34,8 @@ NPM_TGZ_SHA256="adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935
 CONVERT_PKGS=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.17.0 numpy==1.26.4 protobuf==3.20.3)
 CHECK_PKGS=(onnxruntime==1.32.0 onnx==1.23.2 numpy==2.4.6 protobuf==7.36.2 Pillow==13.0.0)
 NAME=nanodet-g-416
+FACE_API_PKG="@vladmandic/face-api@1.7.15"
+FACE_API_TGZ_SHA256="0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031"
 MAX_BYTES=$((20 * 1024 * 1024))
 
 PYTHON=${PYTHON:-}
@@ -83,16 +89,36 @@ if (( REFERENCE )); then
     --labels "$HERE/coco80.txt" --out "$OUT/reference-detections.json"
 fi
 
-SHA=$(sha256sum "$OUT/$NAME.onnx" | cut -d' ' -f1)
-echo "== $OUT/$NAME.onnx  $SIZE bytes"
-echo "sha256 $SHA"
-MANIFEST="$HERE/$NAME.toml"
-if [[ -f "$MANIFEST" ]]; then
-  WANT=$(sed -n 's/^sha256 *= *"\([0-9a-f]*\)".*/\1/p' "$MANIFEST")
-  if [[ "$WANT" == "$SHA" ]]; then
-    echo "matches $NAME.toml"
-  else
-    echo "differs from $NAME.toml (sha256 = \"$WANT\")" >&2
-    exit 2
+echo "== int8 model: calibration photos"
+"$WORK/venv-check/bin/pip" download --quiet --no-deps --only-binary=:all: -d "$WORK/wheels" \
+  scikit-image==0.26.0 matplotlib==3.11.2
+npm pack "$FACE_API_PKG" --pack-destination "$WORK" --silent >/dev/null
+FACE_TGZ=$(ls "$WORK"/vladmandic-face-api-*.tgz)
+echo "$FACE_API_TGZ_SHA256  $FACE_TGZ" | sha256sum --check --quiet
+tar -xzf "$FACE_TGZ" -C "$WORK" package/demo
+WHEEL_ARGS=()
+for w in "$WORK"/wheels/*.whl; do WHEEL_ARGS+=(--wheel "$w"); done
+IMAGE_ARGS=()
+for i in 1 2 3 4 5 6; do IMAGE_ARGS+=(--image "$WORK/package/demo/sample$i.jpg"); done
+"$WORK/venv-check/bin/python" "$HERE/quantize_int8.py" --model "$OUT/$NAME.onnx" \
+  --out "$WORK/$NAME-int8.onnx" --labels "$HERE/coco80.txt" "${WHEEL_ARGS[@]}" "${IMAGE_ARGS[@]}" \
+  2> >(grep -v "^WARNING" >&2)
+mv -f "$WORK/$NAME-int8.onnx" "$OUT/$NAME-int8.onnx"
+
+STATUS=0
+for model in "$NAME" "$NAME-int8"; do
+  SHA=$(sha256sum "$OUT/$model.onnx" | cut -d' ' -f1)
+  echo "== $OUT/$model.onnx  $(stat -c %s "$OUT/$model.onnx") bytes"
+  echo "sha256 $SHA"
+  MANIFEST="$HERE/$model.toml"
+  if [[ -f "$MANIFEST" ]]; then
+    WANT=$(sed -n 's/^sha256 *= *"\([0-9a-f]*\)".*/\1/p' "$MANIFEST")
+    if [[ "$WANT" == "$SHA" ]]; then
+      echo "matches $model.toml"
+    else
+      echo "differs from $model.toml (sha256 = \"$WANT\")" >&2
+      STATUS=2
+    fi
   fi
-fi
+done
+exit $STATUS

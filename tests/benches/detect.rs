@@ -11,7 +11,7 @@ use mingchu::detect::model::ModelSpec;
 use mingchu::detect::onnx;
 use mingchu::detect::service::Detector;
 use mingchu_e2e::measure::{cpu_percent, percentile};
-use mingchu_e2e::procs::{Gateway, Sim, SimOptions, detect_config, repo_root};
+use mingchu_e2e::procs::{Gateway, Sim, SimOptions, detect_config, detect_config_for, repo_root};
 use mingchu_e2e::whep::{Viewer, ViewerOptions};
 
 fn median_ms(v: &[Duration]) -> f64 {
@@ -19,10 +19,13 @@ fn median_ms(v: &[Duration]) -> f64 {
     percentile(&ms, 50.0).unwrap_or(f64::NAN)
 }
 
+/// The shipped models: the default and its int8 version.
+const MODELS: [&str; 2] = ["nanodet-g-416", "nanodet-g-416-int8"];
+
 /// Stage timings on a 1280x720 picture made from a real photograph.
-fn per_frame(report: &mut String) -> anyhow::Result<()> {
+fn per_frame(report: &mut String, model: &str) -> anyhow::Result<()> {
     let root = repo_root();
-    let spec = ModelSpec::load(&root.join("models/nanodet-g-416.toml"))?;
+    let spec = ModelSpec::load(&root.join(format!("models/{model}.toml")))?;
     let env = onnx::init_runtime(&root.join(".tools/onnxruntime/libonnxruntime.so.1.32.0"))?;
     let photo = image::open(root.join(".tools/photos/astronaut.png"))?.to_rgb8();
     let mut canvas = image::RgbImage::from_pixel(1280, 720, image::Rgb([90, 90, 90]));
@@ -48,7 +51,7 @@ fn per_frame(report: &mut String) -> anyhow::Result<()> {
         let (t, b) = (median_ms(&total), median_ms(&bare));
         writeln!(
             report,
-            "| {threads} | {:.2} | {:.2} | {:.2} | {t:.2} | {b:.2} | {:+.1} % | {people} |",
+            "| {model} | {threads} | {:.2} | {:.2} | {:.2} | {t:.2} | {b:.2} | {:+.1} % | {people} |",
             median_ms(&pre),
             median_ms(&inf),
             median_ms(&post),
@@ -73,7 +76,7 @@ async fn metrics(gw: &Gateway) -> anyhow::Result<String> {
 
 /// N gateway cameras pulling one simulated 720p25 camera (one encoder serves them all,
 /// so the simulator does not eat the cores being measured), 1 live viewer.
-async fn capacity(report: &mut String, n: usize, decode: &str) -> anyhow::Result<()> {
+async fn capacity(report: &mut String, n: usize, decode: &str, model: &str) -> anyhow::Result<()> {
     let sim = Sim::start(&SimOptions {
         width: 1280,
         height: 720,
@@ -83,7 +86,7 @@ async fn capacity(report: &mut String, n: usize, decode: &str) -> anyhow::Result
     })?;
     let ids: Vec<String> = (1..=n).map(|i| format!("cam{i}")).collect();
     let cams: Vec<(&str, String)> = ids.iter().map(|id| (id.as_str(), sim.url("cam1"))).collect();
-    let extra = format!("{}fps = 2\ndecode = \"{decode}\"\n", detect_config());
+    let extra = format!("{}fps = 2\ndecode = \"{decode}\"\n", detect_config_for(&format!("{model}.toml")));
     let (config, port) = Gateway::config(&cams, &extra);
     let gw = Gateway::start_with(&config, port)?;
     for id in &ids {
@@ -103,7 +106,7 @@ async fn capacity(report: &mut String, n: usize, decode: &str) -> anyhow::Result
     let demand = n as f64 * if decode == "keyframes" { 0.5 } else { 2.0 };
     writeln!(
         report,
-        "| {n} | {decode} | {demand:.1} | {rate:.1} | {:.0} % | {cpu:.0} % | {viewer_fps:.1} |",
+        "| {model} | {n} | {decode} | {demand:.1} | {rate:.1} | {:.0} % | {cpu:.0} % | {viewer_fps:.1} |",
         rate / demand * 100.0
     )?;
     Ok(())
@@ -150,26 +153,28 @@ async fn event_latency(report: &mut String) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let mut report = String::new();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    writeln!(
-        report,
-        "# Detection benchmark\n\nMachine: {cores} cores. Model: nanodet-g-416 (ONNX Runtime 1.32, CPU).\n"
-    )?;
+    writeln!(report, "# Detection benchmark\n\nMachine: {cores} cores. ONNX Runtime 1.32, CPU.\n")?;
     writeln!(report, "## Per frame (1280x720 picture, median of 30)\n")?;
     writeln!(
         report,
-        "| intra-op threads | preprocess ms | session.run ms | postprocess ms | total ms | bare session.run ms | overhead | people found |\n|---|---|---|---|---|---|---|---|"
+        "| model | intra-op threads | preprocess ms | session.run ms | postprocess ms | total ms | bare session.run ms | overhead | people found |\n|---|---|---|---|---|---|---|---|---|"
     )?;
-    per_frame(&mut report)?;
+    for model in MODELS {
+        per_frame(&mut report, model)?;
+    }
 
     writeln!(report, "\n## Cameras at 2 detect fps with live relay (1 viewer), 1 worker, 1 thread\n")?;
     writeln!(
         report,
-        "| cameras | decode | pictures/s wanted | pictures/s analysed | served | gateway CPU | viewer fps |\n|---|---|---|---|---|---|---|"
+        "| model | cameras | decode | pictures/s wanted | pictures/s analysed | served | gateway CPU | viewer fps |\n|---|---|---|---|---|---|---|---|"
     )?;
     for decode in ["keyframes", "all"] {
         for n in [4usize, 8, 16] {
-            capacity(&mut report, n, decode).await?;
+            capacity(&mut report, n, decode, MODELS[0]).await?;
         }
+    }
+    for n in [8usize, 16] {
+        capacity(&mut report, n, "all", MODELS[1]).await?;
     }
 
     writeln!(report, "\n## Violation on screen → event on the SSE feed (min_duration_s = 1)\n")?;

@@ -30,10 +30,15 @@ pub fn repo_root() -> PathBuf {
 
 /// Config lines that turn detection on with the default model installed by `./dev.sh setup`.
 pub fn detect_config() -> String {
+    detect_config_for("nanodet-g-416.toml")
+}
+
+/// Config lines that turn detection on with the model of manifest `models/{manifest}`.
+pub fn detect_config_for(manifest: &str) -> String {
     let root = repo_root();
     format!(
         "[detect]\nmodel = \"{}\"\nort_library = \"{}\"\n",
-        root.join("models/nanodet-g-416.toml").display(),
+        root.join("models").join(manifest).display(),
         root.join(".tools/onnxruntime/libonnxruntime.so.1.32.0").display()
     )
 }
