@@ -76,7 +76,7 @@ async fn metrics(gw: &Gateway) -> anyhow::Result<String> {
 
 /// N gateway cameras pulling one simulated 720p25 camera (one encoder serves them all,
 /// so the simulator does not eat the cores being measured), 1 live viewer.
-async fn capacity(report: &mut String, n: usize, decode: &str, model: &str) -> anyhow::Result<()> {
+async fn capacity(report: &mut String, n: usize, decode: &str, model: &str, workers: usize) -> anyhow::Result<()> {
     let sim = Sim::start(&SimOptions {
         width: 1280,
         height: 720,
@@ -86,7 +86,8 @@ async fn capacity(report: &mut String, n: usize, decode: &str, model: &str) -> a
     })?;
     let ids: Vec<String> = (1..=n).map(|i| format!("cam{i}")).collect();
     let cams: Vec<(&str, String)> = ids.iter().map(|id| (id.as_str(), sim.url("cam1"))).collect();
-    let extra = format!("{}fps = 2\ndecode = \"{decode}\"\n", detect_config_for(&format!("{model}.toml")));
+    let extra =
+        format!("{}fps = 2\ndecode = \"{decode}\"\nworkers = {workers}\n", detect_config_for(&format!("{model}.toml")));
     let (config, port) = Gateway::config(&cams, &extra);
     let gw = Gateway::start_with(&config, port)?;
     for id in &ids {
@@ -106,7 +107,7 @@ async fn capacity(report: &mut String, n: usize, decode: &str, model: &str) -> a
     let demand = n as f64 * if decode == "keyframes" { 0.5 } else { 2.0 };
     writeln!(
         report,
-        "| {model} | {n} | {decode} | {demand:.1} | {rate:.1} | {:.0} % | {cpu:.0} % | {viewer_fps:.1} |",
+        "| {model} | {workers} | {n} | {decode} | {demand:.1} | {rate:.1} | {:.0} % | {cpu:.0} % | {viewer_fps:.1} |",
         rate / demand * 100.0
     )?;
     Ok(())
@@ -163,18 +164,18 @@ async fn main() -> anyhow::Result<()> {
         per_frame(&mut report, model)?;
     }
 
-    writeln!(report, "\n## Cameras at 2 detect fps with live relay (1 viewer), 1 worker, 1 thread\n")?;
+    writeln!(report, "\n## Cameras at 2 detect fps with live relay (1 viewer), 1 intra-op thread per worker\n")?;
     writeln!(
         report,
-        "| model | cameras | decode | pictures/s wanted | pictures/s analysed | served | gateway CPU | viewer fps |\n|---|---|---|---|---|---|---|---|"
+        "| model | workers | cameras | decode | pictures/s wanted | pictures/s analysed | served | gateway CPU | viewer fps |\n|---|---|---|---|---|---|---|---|---|"
     )?;
     for decode in ["keyframes", "all"] {
         for n in [4usize, 8, 16] {
-            capacity(&mut report, n, decode, MODELS[0]).await?;
+            capacity(&mut report, n, decode, MODELS[0], 1).await?;
         }
     }
-    for n in [8usize, 16] {
-        capacity(&mut report, n, "all", MODELS[1]).await?;
+    for (n, workers) in [(8usize, 1usize), (16, 1), (16, 2)] {
+        capacity(&mut report, n, "all", MODELS[1], workers).await?;
     }
 
     writeln!(report, "\n## Violation on screen → event on the SSE feed (min_duration_s = 1)\n")?;

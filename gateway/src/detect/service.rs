@@ -145,15 +145,17 @@ impl DetectPool {
         (slots.len() - 1, rx)
     }
 
-    /// Offers a picture of camera `slot`; a picture still waiting there is replaced.
-    pub fn submit(&self, slot: usize, picture: Picture) {
+    /// Offers a picture of camera `slot`; a picture still waiting there is replaced,
+    /// and then this returns true.
+    pub fn submit(&self, slot: usize, picture: Picture) -> bool {
         let mut slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = slots.get_mut(slot) {
-            if s.picture.replace((picture, Instant::now())).is_some() {
-                self.metrics.skipped.inc();
-            }
-            self.shared.ready.notify_one();
+        let Some(s) = slots.get_mut(slot) else { return false };
+        let replaced = s.picture.replace((picture, Instant::now())).is_some();
+        if replaced {
+            self.metrics.skipped.inc();
         }
+        self.shared.ready.notify_one();
+        replaced
     }
 
     /// Stops the workers.

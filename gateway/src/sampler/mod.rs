@@ -4,6 +4,7 @@ mod decoder;
 mod plan;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -16,31 +17,43 @@ pub use plan::{Action, DecodeMode, SamplePlan};
 /// Access units allowed to wait for the detection decoder before input is dropped.
 const MAX_BACKLOG: u64 = 25;
 
+/// Hands a picture to the detector; returns true when it replaced one the detector had
+/// not taken yet (the detector is not keeping up with this camera).
+pub type Deliver = Arc<dyn Fn(Picture) -> bool + Send + Sync>;
+
 /// Runs the sampler of one camera until `cancel`, handing pictures to `deliver`.
 pub async fn run(
     camera: String,
     hub: Arc<Hub>,
     fps: f64,
     mode: DecodeMode,
-    deliver: Arc<dyn Fn(Picture) + Send + Sync>,
+    deliver: Deliver,
     cancel: CancellationToken,
 ) {
     let subscription = hub.subscribe("sampler", 50);
     let mut plan = SamplePlan::new(fps, mode);
     let mut decoder: Option<Decoder> = None;
+    // Counted on the decoder's thread, read here.
+    let replaced = Arc::new(AtomicU32::new(0));
     loop {
         let delivery = tokio::select! {
             _ = cancel.cancelled() => break,
             d = subscription.recv() => match d { Some(d) => d, None => break },
         };
         let unit = &delivery.unit;
+        plan.note_replaced(replaced.swap(0, Ordering::Relaxed));
         let action = plan.offer(unit.pts, unit.keyframe, delivery.dropped_before > 0);
         if action == Action::Skip {
             continue;
         }
         if decoder.is_none() {
-            let deliver = deliver.clone();
-            match Decoder::start(move |p| deliver(p)) {
+            let (deliver, replaced) = (deliver.clone(), replaced.clone());
+            let on_picture = move |p| {
+                if deliver(p) {
+                    replaced.fetch_add(1, Ordering::Relaxed);
+                }
+            };
+            match Decoder::start(on_picture) {
                 Ok(d) => decoder = Some(d),
                 Err(e) => {
                     warn!(%camera, error = %e, "detection decoder unavailable; retrying in 5 s");
@@ -53,7 +66,7 @@ pub async fn run(
         if dec.backlog() > MAX_BACKLOG {
             // The decoder is behind real time (machine saturated): drop input rather than
             // queue it, and resume at the next keyframe.
-            plan = SamplePlan::new(fps, mode);
+            plan.resync();
             continue;
         }
         let fed = dec.push(&unit.data, unit.pts, unit.arrival, action == Action::DecodeAndKeep);
@@ -63,7 +76,7 @@ pub async fn run(
             if let Some(d) = decoder.take() {
                 let _ = tokio::task::spawn_blocking(move || d.stop()).await;
             }
-            plan = SamplePlan::new(fps, mode);
+            plan.resync();
         }
     }
     if let Some(d) = decoder.take() {
