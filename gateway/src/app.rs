@@ -1,8 +1,9 @@
 //! Wires the gateway together: cameras → hubs → live, and the HTTP server on top.
 
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,9 @@ use crate::live::{Live, LiveSettings};
 use crate::metrics::Metrics;
 use crate::recorder::ClipSettings;
 use crate::rules::{ResolvedRule, Roles, RuleError};
+
+/// How long requests in flight may take to finish once shutdown begins.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 /// Runs the gateway until `shutdown` fires.
 pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -137,10 +141,18 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     // Printed for scripts and tests that wait for the server.
     println!("mingchu listening on http://{}", listener.local_addr()?);
     let server_stop = shutdown.clone();
-    axum::serve(listener, api::router(state))
+    let serve = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(async move { server_stop.cancelled().await })
-        .await
-        .context("HTTP server failed")?;
+        .into_future();
+    tokio::pin!(serve);
+    tokio::select! {
+        r = &mut serve => r.context("HTTP server failed")?,
+        // A client that stops reading a download must not hold up the clips still
+        // being written below.
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(HTTP_DRAIN).await } => {
+            warn!(after_s = HTTP_DRAIN.as_secs(), "HTTP requests still open at shutdown were dropped");
+        }
+    }
 
     // Teardown order: HTTP is closed; stop ingest, then release viewers.
     for camera in cameras.values() {

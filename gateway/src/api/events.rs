@@ -94,7 +94,9 @@ async fn serve_file(
     req: Request,
 ) -> Result<Response, ApiError> {
     let rel = rel.ok_or_else(|| ApiError::not_found(format!("event {id} has no {what}")))?;
-    let path = state.data_dir.join(&rel);
+    let path = crate::events::stored_file(&state.data_dir, &rel).ok_or_else(|| {
+        ApiError::not_found(format!("the {what} of event {id} is not stored under the data directory"))
+    })?;
     if !path.is_file() {
         return Err(ApiError::not_found(format!("the {what} of event {id} is no longer stored")));
     }

@@ -5,4 +5,4 @@ mod snapshot;
 mod store;
 
 pub use snapshot::{Mark, SnapshotError, render};
-pub use store::{Event, EventFiles, Filter, NewEvent, Status, Store, StoreError};
+pub use store::{Event, EventFiles, Filter, NewEvent, Status, Store, StoreError, stored_file};

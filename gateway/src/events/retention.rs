@@ -71,8 +71,17 @@ pub async fn enforce(store: &Store, data_dir: &Path, limits: Limits) -> Result<u
 }
 
 async fn remove(store: &Store, data_dir: &Path, id: i64, files: super::EventFiles) -> Result<(), super::StoreError> {
-    let paths: Vec<PathBuf> =
-        [files.snapshot, files.clip].into_iter().flatten().map(|rel| data_dir.join(rel)).collect();
+    let paths: Vec<PathBuf> = [files.snapshot, files.clip]
+        .into_iter()
+        .flatten()
+        .filter_map(|rel| {
+            let path = super::stored_file(data_dir, &rel);
+            if path.is_none() {
+                warn!(event = id, path = %rel, "stored path is outside the data directory; not deleted");
+            }
+            path
+        })
+        .collect();
     let _ = tokio::task::spawn_blocking(move || {
         for path in paths {
             if let Err(e) = std::fs::remove_file(&path)
@@ -95,7 +104,11 @@ pub fn remove_partial_files(data_dir: &Path) -> usize {
         for dir in cameras.flatten() {
             let Ok(files) = std::fs::read_dir(dir.path()) else { continue };
             for f in files.flatten() {
-                if f.file_name().to_string_lossy().ends_with(".part") && std::fs::remove_file(f.path()).is_ok() {
+                let plain_file = f.file_type().is_ok_and(|t| t.is_file());
+                if plain_file
+                    && f.file_name().to_string_lossy().ends_with(".part")
+                    && std::fs::remove_file(f.path()).is_ok()
+                {
                     removed += 1;
                 }
             }

@@ -136,6 +136,18 @@ pub struct EventFiles {
     pub clip: Option<String>,
 }
 
+/// Where a path stored for an event lives under `data_dir`; `None` unless it is relative
+/// and inside `snapshots/` or `clips/`, so a damaged or edited database can never make
+/// the gateway serve or delete a file elsewhere.
+pub fn stored_file(data_dir: &std::path::Path, rel: &str) -> Option<std::path::PathBuf> {
+    use std::path::Component;
+    let rel = std::path::Path::new(rel);
+    let mut parts = rel.components();
+    let first = parts.next()?;
+    let top_ok = matches!(first, Component::Normal(c) if c == "snapshots" || c == "clips");
+    (top_ok && parts.all(|c| matches!(c, Component::Normal(_)))).then(|| data_dir.join(rel))
+}
+
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -191,7 +203,7 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
 impl Store {
     /// Opens (creating and migrating) `events.db` in `data_dir`. Clips that were being
     /// written when the gateway last stopped are marked failed: their files never made
-    /// it past the temporary name.
+    /// it past the temporary name; violations left open are closed.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join("events.db");
         let err = |source| StoreError::Sqlite { path: path.clone(), source };
@@ -207,6 +219,10 @@ impl Store {
             tx.commit().map_err(err)?;
         }
         conn.execute("UPDATE events SET clip_state = 'failed' WHERE clip_state = 'pending'", []).map_err(err)?;
+        // Violations still open when the gateway stopped will never see their end; without
+        // one, age retention would never remove them. Their end is unknown: close them
+        // at their start.
+        conn.execute("UPDATE events SET end_ms = start_ms WHERE end_ms IS NULL", []).map_err(err)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), path })
     }
 
@@ -406,6 +422,16 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_files_stay_inside_their_directories() {
+        let dir = std::path::Path::new("/var/lib/mingchu");
+        assert_eq!(stored_file(dir, "clips/cam1/7.mp4"), Some(dir.join("clips/cam1/7.mp4")));
+        assert_eq!(stored_file(dir, "snapshots/cam1/7.jpg"), Some(dir.join("snapshots/cam1/7.jpg")));
+        for bad in ["/etc/passwd", "../x", "clips/../../x", "mingchu.db", "", "clips/./x/../y", "config/x"] {
+            assert_eq!(stored_file(dir, bad), None, "{bad}");
+        }
+    }
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("mingchu-store-{name}-{}", std::process::id()));

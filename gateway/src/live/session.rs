@@ -193,7 +193,6 @@ impl Viewer {
                 _ = self.cancel.cancelled() => break EndReason::Cancelled,
                 d = self.inbox.recv() => {
                     let Some(d) = d else { break EndReason::Cancelled };
-                    last_heard = d.at;
                     let Ok(contents) = d.data.as_slice().try_into() else { continue };
                     let input = Input::Receive(d.at, Receive {
                         proto: Protocol::Udp,
@@ -201,8 +200,12 @@ impl Viewer {
                         destination: self.local,
                         contents,
                     });
-                    if let Err(e) = self.rtc.handle_input(input) {
-                        break EndReason::Rtc(e.to_string());
+                    match self.rtc.handle_input(input) {
+                        Ok(()) => last_heard = d.at,
+                        // A stray or forged datagram must not end the viewer's session;
+                        // only an error that leaves the connection dead does.
+                        Err(e) if self.rtc.is_alive() => debug!(session = %self.id, error = %e, "datagram rejected"),
+                        Err(e) => break EndReason::Rtc(e.to_string()),
                     }
                 }
                 delivery = self.subscription.recv(), if sending => {

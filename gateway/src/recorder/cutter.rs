@@ -19,9 +19,25 @@ pub struct CutClip {
 struct OpenClip {
     event_id: i64,
     units: Vec<Arc<AccessUnit>>,
+    bytes: usize,
     stop_at: Option<Instant>,
     hard_stop: Instant,
 }
+
+impl OpenClip {
+    fn finished(&self, now: Instant) -> bool {
+        self.stop_at.is_some_and(|t| now > t) || now > self.hard_stop || self.bytes >= MAX_CLIP_BYTES
+    }
+}
+
+/// A clip is cut when it holds this much video, whatever its length (clips are kept in
+/// memory until written).
+pub const MAX_CLIP_BYTES: usize = 512 << 20;
+/// History is never larger than this; a camera that sends one keyframe and then only
+/// delta frames would otherwise make it grow without end.
+pub const MAX_HISTORY_BYTES: usize = 128 << 20;
+/// History whose only keyframe is this much older than needed is dropped for the same reason.
+pub const MAX_KEYFRAME_AGE: Duration = Duration::from_secs(60);
 
 /// History kept beyond the pre-roll: a clip is asked for only once a rule's minimum
 /// duration has passed and detection has caught up, seconds after the violation began.
@@ -32,6 +48,7 @@ pub const HISTORY_SLACK: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct ClipCutter {
     ring: VecDeque<Arc<AccessUnit>>,
+    ring_bytes: usize,
     pre_roll: Duration,
     post_roll: Duration,
     max_clip: Duration,
@@ -41,23 +58,24 @@ pub struct ClipCutter {
 impl ClipCutter {
     /// A cutter with the given pre- and post-roll; no clip grows past `max_clip`.
     pub fn new(pre_roll: Duration, post_roll: Duration, max_clip: Duration) -> Self {
-        Self { ring: VecDeque::new(), pre_roll, post_roll, max_clip, open: Vec::new() }
+        Self { ring: VecDeque::new(), ring_bytes: 0, pre_roll, post_roll, max_clip, open: Vec::new() }
     }
 
     /// Adds a unit from the camera; returns the clips it completed.
     pub fn push(&mut self, unit: Arc<AccessUnit>) -> Vec<CutClip> {
         let now = unit.arrival;
+        self.ring_bytes += unit.data.len();
         self.ring.push_back(unit.clone());
         self.trim(now);
         let mut done = Vec::new();
         let mut i = 0;
         while i < self.open.len() {
             let clip = &mut self.open[i];
-            let finished = clip.stop_at.is_some_and(|t| now > t) || now > clip.hard_stop;
-            if finished {
+            if clip.finished(now) {
                 let clip = self.open.swap_remove(i);
                 done.push(CutClip { event_id: clip.event_id, units: clip.units });
             } else {
+                clip.bytes += unit.data.len();
                 clip.units.push(unit.clone());
                 i += 1;
             }
@@ -71,18 +89,33 @@ impl ClipCutter {
         let horizon = now.checked_sub(self.pre_roll + HISTORY_SLACK).unwrap_or(now);
         loop {
             // The second keyframe in the ring: if it is already older than the horizon,
-            // everything before it is unneeded.
+            // or history is over its size limit, everything before it goes.
             let second_key = self.ring.iter().skip(1).position(|u| u.keyframe).map(|p| p + 1);
             match second_key {
-                Some(k) if self.ring[k].arrival <= horizon => {
-                    self.ring.drain(..k);
+                Some(k) if self.ring[k].arrival <= horizon || self.ring_bytes > MAX_HISTORY_BYTES => {
+                    self.drop_front(k);
                 }
-                _ => break,
+                Some(_) => break,
+                None => {
+                    // One keyframe and deltas only: give up on it when it is far too old
+                    // or too much has piled up behind it; a clip then starts at the next one.
+                    let stale = self.ring.front().is_some_and(|u| u.arrival + MAX_KEYFRAME_AGE <= horizon);
+                    if stale || self.ring_bytes > MAX_HISTORY_BYTES {
+                        self.drop_front(self.ring.len());
+                    }
+                    break;
+                }
             }
         }
         // Never start with a delta frame: it cannot be decoded.
         while self.ring.front().is_some_and(|u| !u.keyframe) {
-            self.ring.pop_front();
+            self.drop_front(1);
+        }
+    }
+
+    fn drop_front(&mut self, n: usize) {
+        for u in self.ring.drain(..n.min(self.ring.len())) {
+            self.ring_bytes -= u.data.len();
         }
     }
 
@@ -97,7 +130,8 @@ impl ClipCutter {
             .or_else(|| self.ring.iter().position(|u| u.keyframe))
             .unwrap_or(self.ring.len());
         let units: Vec<_> = self.ring.iter().skip(idx).cloned().collect();
-        self.open.push(OpenClip { event_id, units, stop_at: None, hard_stop: start + self.max_clip });
+        let bytes = units.iter().map(|u| u.data.len()).sum();
+        self.open.push(OpenClip { event_id, units, bytes, stop_at: None, hard_stop: start + self.max_clip });
     }
 
     /// The event ended at `end`: collect until `end + post_roll`.
@@ -113,8 +147,7 @@ impl ClipCutter {
         let mut done = Vec::new();
         let mut i = 0;
         while i < self.open.len() {
-            let c = &self.open[i];
-            if c.stop_at.is_some_and(|t| now > t) || now > c.hard_stop {
+            if self.open[i].finished(now) {
                 let clip = self.open.swap_remove(i);
                 done.push(CutClip { event_id: clip.event_id, units: clip.units });
             } else {
@@ -122,6 +155,12 @@ impl ClipCutter {
             }
         }
         done
+    }
+
+    /// Cuts every clip still collecting, as it is now (the gateway is stopping: a
+    /// shorter clip beats none).
+    pub fn finish_all(&mut self) -> Vec<CutClip> {
+        self.open.drain(..).map(|c| CutClip { event_id: c.event_id, units: c.units }).collect()
     }
 
     /// Clips still collecting.
@@ -178,6 +217,24 @@ mod tests {
         }
         assert!(c.ring.len() <= 22 * 25 + 1, "ring holds {} units", c.ring.len());
         assert!(c.ring.front().is_some_and(|u| u.keyframe));
+    }
+
+    #[test]
+    fn history_stays_bounded_when_the_camera_sends_a_single_keyframe() {
+        let t0 = Instant::now();
+        let mut c = ClipCutter::new(Duration::from_secs(5), Duration::from_secs(1), Duration::from_secs(60));
+        // One keyframe, then 200 s of delta frames only.
+        for i in 0..5000 {
+            c.push(unit(t0, i, u64::MAX));
+        }
+        assert!(c.ring.len() <= 25 * 81, "history holds {} units", c.ring.len());
+        assert!(c.ring.front().is_none_or(|u| u.keyframe));
+        assert_eq!(c.ring_bytes, c.ring.iter().map(|u| u.data.len()).sum::<usize>());
+        // A keyframe later, history works again.
+        for i in 5000..5100 {
+            c.push(unit(t0, i, 5000));
+        }
+        assert!(c.ring.front().is_some_and(|u| u.keyframe && u.seq == 5000));
     }
 
     #[test]

@@ -77,6 +77,11 @@ pub async fn run(
         warn!(%camera, error = %e, "cannot create the clip directory");
     }
     let mut writes = tokio::task::JoinSet::new();
+    let start_write = |writes: &mut tokio::task::JoinSet<()>, clip: CutClip| {
+        let rel = rel_dir.join(format!("{}.mp4", clip.event_id));
+        let job = ClipJob { camera: camera.clone(), store: store.clone(), kick: retention_kick.clone(), rel };
+        writes.spawn(job.write(clip, data_dir.clone()));
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let finished = tokio::select! {
@@ -96,13 +101,15 @@ pub async fn run(
             _ = tick.tick() => cutter.flush(Instant::now()),
         };
         for clip in finished {
-            let rel = rel_dir.join(format!("{}.mp4", clip.event_id));
-            let job = ClipJob { camera: camera.clone(), store: store.clone(), kick: retention_kick.clone(), rel };
-            writes.spawn(job.write(clip, data_dir.clone()));
+            start_write(&mut writes, clip);
         }
         while writes.try_join_next().is_some() {}
     }
-    // A clip being written when the gateway stops is finished, not torn.
+    // Clips still collecting are cut short and written; one being written when the
+    // gateway stops is finished, not torn.
+    for clip in cutter.finish_all() {
+        start_write(&mut writes, clip);
+    }
     while writes.join_next().await.is_some() {}
 }
 

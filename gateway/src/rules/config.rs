@@ -409,9 +409,12 @@ pub fn check_unique_ids(rules: &[RuleConfig]) -> Result<(), RuleError> {
     Ok(())
 }
 
+/// Longest duration a rule may name (a day): longer ones would keep per-track state forever.
+const MAX_SECONDS: f64 = 86_400.0;
+
 fn seconds(value: f64, key: &str) -> Result<Duration, RuleError> {
-    if !value.is_finite() || value < 0.0 {
-        return Err(invalid(key, format!("must be a number of seconds ≥ 0, got {value}")));
+    if !value.is_finite() || !(0.0..=MAX_SECONDS).contains(&value) {
+        return Err(invalid(key, format!("must be a number of seconds from 0 to {MAX_SECONDS}, got {value}")));
     }
     Duration::try_from_secs_f64(value).map_err(|e| invalid(key, format!("out of range: {e}")))
 }

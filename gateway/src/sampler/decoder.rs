@@ -38,6 +38,9 @@ pub struct DecoderError(String);
 
 type Pending = Arc<Mutex<HashMap<u64, (Instant, SystemTime)>>>;
 
+/// Largest picture analysed (8K UHD); larger ones are skipped.
+const MAX_PIXELS: u64 = 7680 * 4320;
+
 /// A running decoder; pictures come out through the callback given to [`Decoder::start`].
 pub struct Decoder {
     pipeline: gst::Pipeline,
@@ -109,6 +112,11 @@ impl Decoder {
                     let stride = info.stride().first().copied().unwrap_or(0).max(0) as usize;
                     let (width, height) = (info.width(), info.height());
                     if stride < width as usize * 3 || map.len() < stride * height as usize {
+                        return Ok(gst::FlowSuccess::Ok);
+                    }
+                    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+                        // Copies of a picture this large (the pool, the analysis, the
+                        // snapshot) would cost gigabytes; no camera sends one for real.
                         return Ok(gst::FlowSuccess::Ok);
                     }
                     on_picture(Picture {
