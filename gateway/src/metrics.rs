@@ -31,6 +31,8 @@ pub struct Metrics {
     online: Family<CameraLabel, Gauge>,
     viewers: Family<CameraLabel, Gauge>,
     drops: Family<ConsumerLabel, Counter>,
+    detect_decoded: Family<CameraLabel, Counter>,
+    sample_interval: Family<CameraLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     whep_rejected: Counter,
     /// Detection counters, shared with the inference pool.
     pub detect: DetectMetrics,
@@ -62,6 +64,10 @@ pub struct CameraMetrics {
     pub online: Gauge,
     /// WebRTC viewers connected.
     pub viewers: Gauge,
+    /// Access units fed to the detection decoder.
+    pub detect_decoded: Counter,
+    /// Seconds between pictures sampled for detection now (stretched under load).
+    pub sample_interval: Gauge<f64, std::sync::atomic::AtomicU64>,
     drops: Family<ConsumerLabel, Counter>,
     camera: String,
 }
@@ -84,6 +90,8 @@ impl Metrics {
         let viewers = Family::<CameraLabel, Gauge>::default();
         let drops = Family::<ConsumerLabel, Counter>::default();
         let whep_rejected = Counter::default();
+        let detect_decoded = Family::<CameraLabel, Counter>::default();
+        let sample_interval = Family::<CameraLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register("frames_in", "Access units received from cameras", frames_in.clone());
         registry.register("bytes_in", "Encoded video bytes received from cameras", bytes_in.clone());
         registry.register("reconnects", "Camera reconnection attempts", reconnects.clone());
@@ -104,7 +112,25 @@ impl Metrics {
             detect.seconds.clone(),
         );
         registry.register("violations", "Hygiene violations started", detect.violations.clone());
-        Self { registry, frames_in, bytes_in, reconnects, online, viewers, drops, whep_rejected, detect }
+        registry.register("detect_decoded", "Access units decoded for detection", detect_decoded.clone());
+        registry.register(
+            "detect_sample_interval_seconds",
+            "Seconds between pictures sampled for detection (longer than 1/fps while the detector is saturated)",
+            sample_interval.clone(),
+        );
+        Self {
+            registry,
+            frames_in,
+            bytes_in,
+            reconnects,
+            online,
+            viewers,
+            drops,
+            detect_decoded,
+            sample_interval,
+            whep_rejected,
+            detect,
+        }
     }
 
     /// Handles for one camera.
@@ -116,6 +142,8 @@ impl Metrics {
             reconnects: self.reconnects.get_or_create(&label).clone(),
             online: self.online.get_or_create(&label).clone(),
             viewers: self.viewers.get_or_create(&label).clone(),
+            detect_decoded: self.detect_decoded.get_or_create(&label).clone(),
+            sample_interval: self.sample_interval.get_or_create(&label).clone(),
             drops: self.drops.clone(),
             camera: camera.to_owned(),
         }

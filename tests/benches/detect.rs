@@ -61,13 +61,18 @@ fn per_frame(report: &mut String, model: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn detect_frames(metrics: &str) -> f64 {
+/// Sum of a metric over all its label sets.
+fn metric_sum(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
-        .find(|l| l.starts_with("mingchu_detect_frames_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+        .filter_map(|l| l.split_whitespace().last())
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum()
+}
+
+fn detect_frames(metrics: &str) -> f64 {
+    metric_sum(metrics, "mingchu_detect_frames_total")
 }
 
 async fn metrics(gw: &Gateway) -> anyhow::Result<String> {
@@ -97,17 +102,20 @@ async fn capacity(report: &mut String, n: usize, decode: &str, model: &str, work
     viewer.wait_frames(1, Duration::from_secs(10)).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let window = Duration::from_secs(15);
-    let f0 = detect_frames(&metrics(&gw).await?);
+    let m0 = metrics(&gw).await?;
     let v0 = viewer.frames_received();
     let cpu = cpu_percent(gw.proc.pid(), window).await.unwrap_or(f64::NAN);
-    let f1 = detect_frames(&metrics(&gw).await?);
-    let rate = (f1 - f0) / window.as_secs_f64();
+    let m1 = metrics(&gw).await?;
+    let rate = (detect_frames(&m1) - detect_frames(&m0)) / window.as_secs_f64();
+    let decoded = "mingchu_detect_decoded_total";
+    let decoded_share =
+        (metric_sum(&m1, decoded) - metric_sum(&m0, decoded)) / (n as f64 * 25.0 * window.as_secs_f64()) * 100.0;
     let viewer_fps = (viewer.frames_received() - v0) as f64 / window.as_secs_f64();
     // Keyframes mode can sample at most once per GOP (2 s here).
     let demand = n as f64 * if decode == "keyframes" { 0.5 } else { 2.0 };
     writeln!(
         report,
-        "| {model} | {workers} | {n} | {decode} | {demand:.1} | {rate:.1} | {:.0} % | {cpu:.0} % | {viewer_fps:.1} |",
+        "| {model} | {workers} | {n} | {decode} | {demand:.1} | {rate:.1} | {:.0} % | {decoded_share:.0} % | {cpu:.0} % | {viewer_fps:.1} |",
         rate / demand * 100.0
     )?;
     Ok(())
@@ -167,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
     writeln!(report, "\n## Cameras at 2 detect fps with live relay (1 viewer), 1 intra-op thread per worker\n")?;
     writeln!(
         report,
-        "| model | workers | cameras | decode | pictures/s wanted | pictures/s analysed | served | gateway CPU | viewer fps |\n|---|---|---|---|---|---|---|---|---|"
+        "| model | workers | cameras | decode | pictures/s wanted | pictures/s analysed | served | frames decoded | gateway CPU | viewer fps |\n|---|---|---|---|---|---|---|---|---|---|"
     )?;
     for decode in ["keyframes", "all"] {
         for n in [4usize, 8, 16] {

@@ -32,6 +32,8 @@ pub async fn run(
 ) {
     let subscription = hub.subscribe("sampler", 50);
     let mut plan = SamplePlan::new(fps, mode);
+    let metrics = hub.metrics().clone();
+    metrics.sample_interval.set(plan.interval().as_secs_f64());
     let mut decoder: Option<Decoder> = None;
     // Counted on the decoder's thread, read here.
     let replaced = Arc::new(AtomicU32::new(0));
@@ -70,6 +72,10 @@ pub async fn run(
             continue;
         }
         let fed = dec.push(&unit.data, unit.pts, unit.arrival, action == Action::DecodeAndKeep);
+        metrics.detect_decoded.inc();
+        if action == Action::DecodeAndKeep {
+            metrics.sample_interval.set(plan.interval().as_secs_f64());
+        }
         if !fed || dec.error().is_some() {
             // A decoder that choked on garbage is rebuilt; the next keyframe restarts it.
             info!(%camera, "restarting the detection decoder");
