@@ -162,5 +162,19 @@ async fn scene_produces_the_expected_events_with_snapshot_and_clip() -> anyhow::
 
     let metrics = client.get(format!("{}/metrics", gw.base)).send().await?.text().await?;
     assert!(metrics.contains("mingchu_detect_frames_total"), "{metrics}");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{camera=\"cam1\"}}")))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    // One camera at 2 fps keeps up: sampled every 0.5 s (a late picture may stretch that
+    // for a moment), and the tail of each GOP after its last sample is never decoded.
+    let interval = value("mingchu_detect_sample_interval_seconds");
+    assert!(interval.is_some_and(|i| (0.5..1.0).contains(&i)), "interval {interval:?}");
+    let (decoded, received) = (value("mingchu_detect_decoded_total"), value("mingchu_frames_in_total"));
+    let (Some(decoded), Some(received)) = (decoded, received) else { panic!("{metrics}") };
+    assert!(decoded > 0.0 && decoded < 0.9 * received, "decoded {decoded} of {received} access units");
     Ok(())
 }
