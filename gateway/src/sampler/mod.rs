@@ -43,7 +43,7 @@ pub async fn run(
             d = subscription.recv() => match d { Some(d) => d, None => break },
         };
         let unit = &delivery.unit;
-        plan.note_replaced(replaced.swap(0, Ordering::Relaxed));
+        plan.note_overload(replaced.swap(0, Ordering::Relaxed));
         let action = plan.offer(unit.pts, unit.keyframe, delivery.dropped_before > 0);
         if action == Action::Skip {
             continue;
@@ -67,7 +67,9 @@ pub async fn run(
         let Some(dec) = decoder.as_ref() else { continue };
         if dec.backlog() > MAX_BACKLOG {
             // The decoder is behind real time (machine saturated): drop input rather than
-            // queue it, and resume at the next keyframe.
+            // queue it, resume at the next keyframe, and sample less so there is less
+            // to decode.
+            plan.note_overload(1);
             plan.resync();
             continue;
         }

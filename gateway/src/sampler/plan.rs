@@ -41,10 +41,10 @@ const MAX_STRETCH: u32 = 8;
 ///
 /// In `All` mode it decodes only the part of each GOP that leads up to its last sample:
 /// once the next sample falls at or after the next keyframe, the rest of the GOP is
-/// skipped and the keyframe itself is sampled. When the detector cannot keep up (kept
-/// pictures were replaced before they were analysed, see [`SamplePlan::note_replaced`]),
-/// the interval stretches so fewer frames are decoded for pictures nobody looks at; it
-/// shrinks back to the configured rate once pictures are taken in time.
+/// skipped and the keyframe itself is sampled. When analysis cannot keep up (see
+/// [`SamplePlan::note_overload`]), the interval stretches so fewer frames are decoded
+/// for pictures nobody looks at; it shrinks back to the configured rate once analysis
+/// keeps up again.
 #[derive(Debug, Clone)]
 pub struct SamplePlan {
     base: Duration,
@@ -55,7 +55,7 @@ pub struct SamplePlan {
     last_keyframe: Option<Duration>,
     gops: [Duration; GOP_HISTORY],
     rest_of_gop_skipped: bool,
-    replaced: u32,
+    overloads: u32,
 }
 
 impl SamplePlan {
@@ -72,7 +72,7 @@ impl SamplePlan {
             last_keyframe: None,
             gops: [Duration::ZERO; GOP_HISTORY],
             rest_of_gop_skipped: false,
-            replaced: 0,
+            overloads: 0,
         }
     }
 
@@ -89,9 +89,11 @@ impl SamplePlan {
         self.next_due = None;
     }
 
-    /// Reports that `n` kept pictures were replaced before the detector took them.
-    pub fn note_replaced(&mut self, n: u32) {
-        self.replaced = self.replaced.saturating_add(n);
+    /// Reports that this camera's analysis fell behind `n` times: kept pictures were
+    /// replaced before the detector took them, or the decoder lagged so far that input
+    /// was dropped.
+    pub fn note_overload(&mut self, n: u32) {
+        self.overloads = self.overloads.saturating_add(n);
     }
 
     /// The GOP length as learned from recent keyframes, if known.
@@ -157,12 +159,12 @@ impl SamplePlan {
     }
 
     fn adapt_interval(&mut self) {
-        if self.replaced > 0 {
+        if self.overloads > 0 {
             self.interval = (self.interval * 3 / 2).min(self.base * MAX_STRETCH);
         } else {
             self.interval = (self.interval * 4 / 5).max(self.base);
         }
-        self.replaced = 0;
+        self.overloads = 0;
     }
 }
 
@@ -264,7 +266,7 @@ mod tests {
             i += 1;
             if action == Action::DecodeAndKeep {
                 if replaced {
-                    plan.note_replaced(1);
+                    plan.note_overload(1);
                 }
                 return;
             }
