@@ -48,6 +48,8 @@ fn wall_ms(at: Instant, ref_instant: Instant, ref_wall: SystemTime) -> i64 {
 
 /// Silence after which open violations of a camera are ended without new pictures.
 const QUIET_CAMERA: Duration = Duration::from_secs(5);
+/// Longest a track is kept unseen, however far apart the pictures are.
+const MAX_TRACK_AGE: Duration = Duration::from_secs(10);
 
 /// Runs until `cancel` or until the detector stops sending; `sample_interval` is the
 /// expected time between two analysed pictures of this camera.
@@ -59,9 +61,10 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     // A track must survive the gap between samples (keyframes mode samples once per GOP).
-    let max_age = sample_interval.mul_f64(2.5).max(Duration::from_secs(2));
-    let mut tracker = Tracker::new(TrackerConfig { max_age, ..TrackerConfig::default() });
+    let base_max_age = sample_interval.mul_f64(2.5).max(Duration::from_secs(2));
+    let mut tracker = Tracker::new(TrackerConfig { max_age: base_max_age, ..TrackerConfig::default() });
     let mut last_picture: Option<Instant> = None;
+    let mut last_arrival: Option<Instant> = None;
     let mut engine = RuleEngine::new(rules);
     let mut event_ids: HashMap<u64, i64> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -72,6 +75,13 @@ pub async fn run(
                 let Some(a) = a else { break };
                 let p = &a.picture;
                 last_picture = Some(Instant::now());
+                if let Some(prev) = last_arrival.replace(p.arrival) {
+                    // Under load the sampler stretches its interval (up to a GOP): tracks
+                    // must survive the gap actually seen, or no violation lasts long
+                    // enough to count.
+                    let gap = p.arrival.saturating_duration_since(prev).mul_f64(2.5);
+                    tracker.set_max_age(gap.clamp(base_max_age, MAX_TRACK_AGE.max(base_max_age)));
+                }
                 let tracks = tracker.update(&a.detections, p.arrival);
                 let wall = jiff::Timestamp::try_from(p.wall).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
                 let events = engine.observe(&out.camera, p.width, p.height, &tracks, &a.detections, p.arrival, wall);

@@ -116,6 +116,11 @@ impl Tracker {
         Self { config, high_score: DEFAULT_HIGH_SCORE, next_id: 1, tracks: Vec::new() }
     }
 
+    /// Changes how long an unseen track is kept (from the next update on).
+    pub fn set_max_age(&mut self, max_age: Duration) {
+        self.config.max_age = max_age;
+    }
+
     /// Sets the score splitting the two association stages (default [`DEFAULT_HIGH_SCORE`]).
     pub fn with_high_score(mut self, high_score: f32) -> Self {
         self.high_score = high_score;
@@ -288,6 +293,17 @@ mod tests {
         assert_eq!(again.len(), 1);
         assert!(again[0].id > first);
         assert_eq!(tr.tracks().count(), 1, "the old track was dropped");
+    }
+
+    #[test]
+    fn a_longer_max_age_bridges_a_longer_gap() {
+        let t0 = Instant::now();
+        let mut tr = Tracker::new(TrackerConfig::default());
+        let d = [det("person", 0.9, 0.0, 0.0, 100.0, 200.0)];
+        tr.update(&d, t0);
+        let first = tr.update(&d, ms(t0, 500))[0].id;
+        tr.set_max_age(Duration::from_secs(5));
+        assert_eq!(tr.update(&d, ms(t0, 4500))[0].id, first, "4 s apart, kept");
     }
 
     #[test]
