@@ -173,7 +173,7 @@ mod tests {
     use super::*;
 
     fn run(plan: &mut SamplePlan, frames: u64, fps: u64, gop: u64) -> Vec<Action> {
-        (0..frames).map(|i| plan.offer(Duration::from_millis(i * 1000 / fps), i % gop == 0, false)).collect()
+        (0..frames).map(|i| plan.offer(Duration::from_millis(i * 1000 / fps), i.is_multiple_of(gop), false)).collect()
     }
 
     fn count(actions: &[Action], what: Action) -> usize {
@@ -221,7 +221,7 @@ mod tests {
         // Learn a 2 s GOP.
         let mut actions = Vec::new();
         for i in 0..100u64 {
-            actions.push(plan.offer(ms(i * 40), i % 50 == 0, false));
+            actions.push(plan.offer(ms(i * 40), i.is_multiple_of(50), false));
         }
         assert_eq!(actions[50], Action::DecodeAndKeep);
         assert_eq!(actions[75], Action::DecodeAndKeep);
@@ -247,7 +247,7 @@ mod tests {
         let mut plan = SamplePlan::new(1.0, DecodeMode::All);
         let ms = Duration::from_millis;
         for i in 0..100u64 {
-            plan.offer(ms(i * 40), i % 50 == 0, false);
+            plan.offer(ms(i * 40), i.is_multiple_of(50), false);
         }
         // Now in the skipped tail of the GOP that began at 2 s; a keyframe at 3.6 s
         // (e.g. asked for by another client of the camera) is sampled at once.
@@ -262,7 +262,7 @@ mod tests {
         let ms = Duration::from_millis;
         let mut i = 0u64;
         let mut step = |plan: &mut SamplePlan, replaced: bool| loop {
-            let action = plan.offer(ms(i * 40), i % 50 == 0, false);
+            let action = plan.offer(ms(i * 40), i.is_multiple_of(50), false);
             i += 1;
             if action == Action::DecodeAndKeep {
                 if replaced {
@@ -287,7 +287,7 @@ mod tests {
         let mut plan = SamplePlan::new(2.0, DecodeMode::Keyframes);
         let actions = run(&mut plan, 250, 25, 50);
         for (i, a) in actions.iter().enumerate() {
-            if i % 50 == 0 {
+            if i.is_multiple_of(50) {
                 assert_eq!(*a, Action::DecodeAndKeep);
             } else {
                 assert_eq!(*a, Action::Skip);
