@@ -84,7 +84,7 @@ pub struct DetectConfig {
     /// Pictures analysed per second per camera. Default 2.
     #[serde(default = "default_detect_fps")]
     pub fps: f64,
-    /// `all` (decode every frame, sample at `fps`) or `keyframes` (decode keyframes only). Default `all`.
+    /// `all` (sample at `fps`, decoding each GOP up to its last sample) or `keyframes` (decode keyframes only). Default `all`.
     #[serde(default)]
     pub decode: crate::sampler::DecodeMode,
     /// ONNX Runtime intra-op threads per worker. Default 1.
@@ -437,8 +437,9 @@ impl Config {
             return Err(invalid("ingest.max_backoff_s", "must be between 0.1 and 3600 seconds"));
         }
         let d = &self.detect;
-        if !(d.fps.is_finite() && d.fps > 0.0 && d.fps <= 30.0) {
-            return Err(invalid("detect.fps", "must be above 0 and at most 30"));
+        // Below 0.01 (one picture per 100 s) the sampling interval stops being a sane duration.
+        if !(d.fps.is_finite() && (0.01..=30.0).contains(&d.fps)) {
+            return Err(invalid("detect.fps", "must be from 0.01 to 30"));
         }
         if !(1..=16).contains(&d.threads) {
             return Err(invalid("detect.threads", "must be between 1 and 16"));
@@ -598,8 +599,10 @@ url = "rtsp://127.0.0.1:8554/cam1"
         let v = parse(GOOD).expect("valid");
         assert!(v.config.detect.enabled);
         assert_eq!(v.config.events.pre_roll_s, 5.0);
-        let bad = format!("{GOOD}\n[detect]\nfps = 0\n");
-        assert!(parse(&bad).unwrap_err().to_string().contains("detect.fps"));
+        for fps in ["0", "1e-300"] {
+            let bad = format!("{GOOD}\n[detect]\nfps = {fps}\n");
+            assert!(parse(&bad).unwrap_err().to_string().contains("detect.fps"));
+        }
         let bad = format!("{GOOD}\n[detect]\ncameras = [\"cam9\"]\n");
         assert!(parse(&bad).unwrap_err().to_string().contains("detect.cameras[0]"));
         let bad = format!("{GOOD}\n[detect]\ndecode = \"some\"\n");

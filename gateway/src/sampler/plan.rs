@@ -61,7 +61,7 @@ pub struct SamplePlan {
 impl SamplePlan {
     /// Samples `fps` pictures per second in `mode`.
     pub fn new(fps: f64, mode: DecodeMode) -> Self {
-        let fps = if fps.is_finite() && fps > 0.0 { fps } else { 1.0 };
+        let fps = if fps.is_finite() && fps > 0.0 { fps.clamp(0.01, 1000.0) } else { 1.0 };
         let base = Duration::from_secs_f64(1.0 / fps);
         Self {
             base,
