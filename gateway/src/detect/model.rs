@@ -105,6 +105,19 @@ pub struct Manifest {
     pub thresholds: BTreeMap<String, f32>,
 }
 
+impl Manifest {
+    /// Parses manifest text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
+        toml::from_str(text)
+            .map_err(|e| ManifestError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })
+    }
+}
+
+/// The directory a manifest's relative paths start from.
+fn manifest_dir(manifest_path: &Path) -> &Path {
+    manifest_path.parent().unwrap_or(Path::new("."))
+}
+
 fn one() -> f32 {
     1.0
 }
@@ -132,23 +145,22 @@ impl ModelSpec {
     pub fn load(manifest_path: &Path) -> Result<Self, ManifestError> {
         let read =
             |p: &Path| std::fs::read_to_string(p).map_err(|source| ManifestError::Read { path: p.to_owned(), source });
-        let text = read(manifest_path)?;
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| ManifestError::Parse {
-            path: manifest_path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let manifest = Manifest::parse(&read(manifest_path)?, manifest_path)?;
+        let labels_text = read(&manifest_dir(manifest_path).join(&manifest.labels_file))?;
+        Self::from_manifest(manifest, manifest_path, &labels_text)
+    }
+
+    /// Checks a parsed manifest against the text of its labels file; `manifest_path` names
+    /// the manifest in errors and is where its relative paths start.
+    pub fn from_manifest(manifest: Manifest, manifest_path: &Path, labels_text: &str) -> Result<Self, ManifestError> {
         let invalid = |key: &str, message: String| ManifestError::Invalid {
             path: manifest_path.to_owned(),
             key: key.to_owned(),
             message,
         };
-        let dir = manifest_path.parent().unwrap_or(Path::new("."));
-        let labels: Vec<String> = read(&dir.join(&manifest.labels_file))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let dir = manifest_dir(manifest_path);
+        let labels: Vec<String> =
+            labels_text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
         if labels.is_empty() {
             return Err(invalid("labels_file", "the labels file has no labels".into()));
         }
@@ -157,6 +169,18 @@ impl ModelSpec {
         }
         if manifest.std.iter().any(|s| !s.is_finite() || *s == 0.0) {
             return Err(invalid("std", "every std value must be a non-zero number".into()));
+        }
+        if let Some(c) = manifest.mean.iter().position(|m| !m.is_finite()) {
+            return Err(invalid(
+                "mean",
+                format!("mean[{c}] is {}; every mean value must be a number", manifest.mean[c]),
+            ));
+        }
+        if !manifest.input_scale.is_finite() || manifest.input_scale == 0.0 {
+            return Err(invalid("input_scale", format!("is {}; it must be a non-zero number", manifest.input_scale)));
+        }
+        if manifest.strides.contains(&0) {
+            return Err(invalid("strides", "a stride of 0 has no grid".into()));
         }
         if matches!(manifest.format, Format::Nanodet | Format::Yolox) && manifest.strides.is_empty() {
             return Err(invalid("strides", format!("{:?} needs its output strides", manifest.format)));
@@ -191,7 +215,11 @@ impl ModelSpec {
             class_thresholds[i] = *t;
         }
         let model_path = dir.join(&manifest.file);
-        Ok(Self { manifest, model_path, labels, roles, class_thresholds })
+        let spec = Self { manifest, model_path, labels, roles, class_thresholds };
+        // The decoder has limits of its own (classes, distribution bins); refusing the manifest
+        // here names it at start instead of failing every frame later.
+        spec.decode_config().validate().map_err(|e| invalid("format", e.to_string()))?;
+        Ok(spec)
     }
 
     /// How to build the input tensor.
@@ -237,6 +265,9 @@ impl ModelSpec {
         config
     }
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

@@ -144,33 +144,11 @@ impl Live {
 
     /// Answers a WHEP offer for `camera`; returns the session id and the SDP answer.
     pub fn add_viewer(self: &Arc<Self>, camera: &Arc<Camera>, offer: &str) -> Result<(String, String), LiveError> {
-        check_offer(offer)?;
-        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| LiveError::BadOffer(one_line(&e.to_string())))?;
+        let offer = parse_offer(offer)?;
         if self.viewer_count() >= self.settings.max_viewers {
             return Err(LiveError::Full(self.settings.max_viewers));
         }
-        let creds = IceCreds::new();
-        let ufrag = creds.ufrag.clone();
-        let mut rtc: Rtc = RtcConfig::new()
-            .set_ice_lite(true)
-            .set_local_ice_credentials(creds)
-            .set_dtls_cert(self.cert.clone())
-            .clear_codecs()
-            .enable_h264(true)
-            .build(Instant::now());
-        for addr in &self.settings.candidates {
-            match Candidate::host(*addr, "udp") {
-                Ok(c) => {
-                    rtc.add_local_candidate(c);
-                }
-                Err(e) => warn!(%addr, error = %e, "unusable ICE candidate address"),
-            }
-        }
-        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| LiveError::BadOffer(one_line(&e.to_string())))?;
-        let answer = answer.to_sdp_string();
-        if !answer.lines().any(|l| l.starts_with("m=video") && !l.starts_with("m=video 0 ")) {
-            return Err(LiveError::BadOffer("no video section could be negotiated with H.264".into()));
-        }
+        let Answered { rtc, ufrag, answer } = answer_offer(offer, &self.cert, &self.settings.candidates)?;
 
         let id = new_session_id();
         let (tx, rx) = mpsc::channel(256);
@@ -280,7 +258,7 @@ impl Drop for SessionRelease {
 }
 
 /// The local ufrag a STUN binding request is addressed to, if the datagram is one.
-fn stun_local_ufrag(data: &[u8]) -> Option<String> {
+pub fn stun_local_ufrag(data: &[u8]) -> Option<String> {
     // STUN starts with two zero bits; DTLS and RTP do not.
     if data.len() < 20 || data[0] > 3 {
         return None;
@@ -291,6 +269,49 @@ fn stun_local_ufrag(data: &[u8]) -> Option<String> {
     }
     let (local, _remote) = msg.split_username()?;
     Some(local.to_owned())
+}
+
+/// A viewer's WHEP offer, checked and parsed; errors are one line.
+pub fn parse_offer(offer: &str) -> Result<SdpOffer, LiveError> {
+    check_offer(offer)?;
+    SdpOffer::from_sdp_string(offer).map_err(|e| LiveError::BadOffer(one_line(&e.to_string())))
+}
+
+/// A new viewer's peer, before it is routed.
+pub struct Answered {
+    /// The ICE-lite peer that answered.
+    pub rtc: Rtc,
+    /// Its local ICE ufrag, which the viewer's STUN requests name.
+    pub ufrag: String,
+    /// The SDP answer.
+    pub answer: String,
+}
+
+/// Answers `offer` with a new ICE-lite, H.264-only peer offering `candidates`.
+pub fn answer_offer(offer: SdpOffer, cert: &DtlsCert, candidates: &[SocketAddr]) -> Result<Answered, LiveError> {
+    let creds = IceCreds::new();
+    let ufrag = creds.ufrag.clone();
+    let mut rtc: Rtc = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_local_ice_credentials(creds)
+        .set_dtls_cert(cert.clone())
+        .clear_codecs()
+        .enable_h264(true)
+        .build(Instant::now());
+    for addr in candidates {
+        match Candidate::host(*addr, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => warn!(%addr, error = %e, "unusable ICE candidate address"),
+        }
+    }
+    let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| LiveError::BadOffer(one_line(&e.to_string())))?;
+    let answer = answer.to_sdp_string();
+    if !answer.lines().any(|l| l.starts_with("m=video") && !l.starts_with("m=video 0 ")) {
+        return Err(LiveError::BadOffer("no video section could be negotiated with H.264".into()));
+    }
+    Ok(Answered { rtc, ufrag, answer })
 }
 
 /// Cheap checks that give a clearer reason than the SDP parser for common mistakes.
@@ -316,12 +337,27 @@ fn one_line(message: &str) -> String {
     message
         .lines()
         .map(|l| match l.find("Parse error at PointerOffset(") {
-            Some(i) => l[..i].trim_end().to_owned(),
-            None => l.trim().to_owned(),
+            Some(i) => l[..i].trim_end(),
+            None => l.trim(),
         })
         .filter(|l| !l.is_empty())
+        // The parser quotes the character it stopped at, which may be a lone `\r`.
+        .map(escape_controls)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// `s` with control characters written as escapes (`\r`), so it stays on one line.
+fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn new_session_id() -> String {
@@ -371,3 +407,6 @@ mod tests {
         assert_eq!(stun_local_ufrag(&[0x00; 64]), None);
     }
 }
+
+#[cfg(test)]
+mod props;

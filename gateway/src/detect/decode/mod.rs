@@ -5,6 +5,8 @@
 
 mod nanodet;
 pub mod nms;
+#[cfg(test)]
+mod props;
 mod yolo;
 mod yolox;
 
@@ -557,6 +559,7 @@ pub(crate) mod tests {
     use crate::detect::preprocess::Placement;
 
     /// An owned output tensor for tests.
+    #[derive(Debug)]
     pub(crate) struct Owned {
         pub name: String,
         pub shape: Vec<i64>,
