@@ -12,6 +12,8 @@ mod scene;
 mod scene_feed;
 mod server;
 mod stamp;
+#[cfg(test)]
+mod stamp_props;
 
 use std::io::Write;
 use std::net::SocketAddr;
