@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::clock::{Clock, unix_ms};
 use crate::detect::service::Analysis;
 use crate::events::{Event, Mark, NewEvent, Store, render};
 use crate::recorder::ClipCommand;
@@ -32,10 +33,6 @@ pub struct Outputs {
     pub violations: prometheus_client::metrics::counter::Counter,
 }
 
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 /// Wall time of monotonic instant `at`, given a reference pair taken together.
 fn wall_ms(at: Instant, ref_instant: Instant, ref_wall: SystemTime) -> i64 {
     let base = unix_ms(ref_wall);
@@ -52,12 +49,14 @@ const QUIET_CAMERA: Duration = Duration::from_secs(5);
 const MAX_TRACK_AGE: Duration = Duration::from_secs(10);
 
 /// Runs until `cancel` or until the detector stops sending; `sample_interval` is the
-/// expected time between two analysed pictures of this camera.
+/// expected time between two analysed pictures of this camera. Pictures carry their own
+/// arrival times; `clock` only serves to end violations while no picture comes.
 pub async fn run(
     out: Outputs,
     rules: Vec<ResolvedRule>,
     sample_interval: Duration,
     mut analyses: mpsc::Receiver<Analysis>,
+    clock: Clock,
     cancel: CancellationToken,
 ) {
     // A track must survive the gap between samples (keyframes mode samples once per GOP).
@@ -74,7 +73,7 @@ pub async fn run(
             a = analyses.recv() => {
                 let Some(a) = a else { break };
                 let p = &a.picture;
-                last_picture = Some(Instant::now());
+                last_picture = Some(clock.monotonic());
                 if let Some(prev) = last_arrival.replace(p.arrival) {
                     // Under load the sampler stretches its interval (up to a GOP): tracks
                     // must survive the gap actually seen, or no violation lasts long
@@ -92,12 +91,12 @@ pub async fn run(
             _ = tick.tick() => {
                 // Ends violations whose subject left while no picture arrives (camera down).
                 // While pictures flow, the engine ends them itself on picture time.
-                if last_picture.is_some_and(|t| t.elapsed() < QUIET_CAMERA) {
+                let (now, wall) = (clock.monotonic(), clock.realtime());
+                if last_picture.is_some_and(|t| now.saturating_duration_since(t) < QUIET_CAMERA) {
                     continue;
                 }
-                let now = Instant::now();
                 for e in engine.expire(now) {
-                    handle(&out, &mut event_ids, e, None, now, SystemTime::now()).await;
+                    handle(&out, &mut event_ids, e, None, now, wall).await;
                 }
             }
         }
@@ -219,6 +218,13 @@ fn marks(v: &Violation, a: &Analysis) -> Vec<Mark> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clocks, SimulatedClocks};
+    use crate::detect::geometry::{BBox, Detection};
+    use crate::events::Filter;
+    use crate::rules::{Roles, RuleConfig};
+    use std::time::UNIX_EPOCH;
+
+    const CAT: BBox = BBox { x1: 200.0, y1: 150.0, x2: 320.0, y2: 260.0 };
 
     #[test]
     fn wall_time_of_an_earlier_instant() {
@@ -226,5 +232,142 @@ mod tests {
         let wall = UNIX_EPOCH + Duration::from_secs(1000);
         assert_eq!(wall_ms(now - Duration::from_millis(1500), now, wall), 998_500);
         assert_eq!(wall_ms(now + Duration::from_millis(10), now, wall), 1_000_010);
+    }
+
+    struct Harness {
+        clock: Arc<SimulatedClocks>,
+        store: Store,
+        pictures: mpsc::Sender<Analysis>,
+        clips: mpsc::Receiver<ClipCommand>,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+        dir: PathBuf,
+    }
+
+    impl Harness {
+        /// One camera's analysis with a cat rule: 2 s to count, ended 3 s after the cat
+        /// leaves, then 60 s of cooldown.
+        fn start(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("mingchu-analysis-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let store = Store::open(&dir).expect("store");
+            let clock = Arc::new(SimulatedClocks::new(UNIX_EPOCH + Duration::from_secs(1_800_000_000)));
+            let rule: RuleConfig = toml::from_str(
+                "id = \"animal_in_kitchen\"\nkind = \"presence\"\nsubject = \"animal\"\n\
+                 min_duration_s = 2\nend_after_s = 3\ncooldown_s = 60\n",
+            )
+            .expect("rule");
+            let roles = Roles::new(HashMap::from([("animal".to_string(), vec!["cat".to_string()])]));
+            let rule = crate::rules::validate(0, &rule, &roles, &["cat".to_string()]).expect("valid rule");
+            let (clip_tx, clips) = mpsc::channel(16);
+            let (pictures, rx) = mpsc::channel(4);
+            let out = Outputs {
+                camera: "cam1".into(),
+                store: store.clone(),
+                clips: clip_tx,
+                feed: broadcast::channel(16).0,
+                data_dir: dir.clone(),
+                violations: Default::default(),
+            };
+            let cancel = CancellationToken::new();
+            let task =
+                tokio::spawn(run(out, vec![rule], Duration::from_millis(500), rx, clock.clone(), cancel.clone()));
+            Self { clock, store, pictures, clips, cancel, task, dir }
+        }
+
+        /// Sends a picture every 500 ms until `until` on the simulated clock, with a cat
+        /// in it while `cat` says so.
+        async fn play(&self, until: Duration, cat: impl Fn(Duration) -> bool) {
+            while self.clock.elapsed() < until {
+                let t = self.clock.elapsed();
+                let detections = if cat(t) {
+                    vec![Detection { class_id: 0, label: "cat".into(), score: 0.9, bbox: CAT }]
+                } else {
+                    Vec::new()
+                };
+                let picture = Arc::new(Picture {
+                    width: 640,
+                    height: 360,
+                    stride: 640 * 3,
+                    rgb: vec![0; 640 * 360 * 3],
+                    pts: t,
+                    arrival: self.clock.monotonic(),
+                    wall: self.clock.realtime(),
+                });
+                let a = Analysis { picture, detections, infer_time: Duration::from_millis(30) };
+                self.pictures.send(a).await.expect("analysis running");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+
+        /// Events as (start, end) seconds after the clock's origin.
+        async fn events(&self) -> Vec<(f64, Option<f64>)> {
+            let origin = 1_800_000_000_000i64;
+            let mut list = self.store.list(Filter::default()).await.expect("list");
+            list.reverse();
+            list.iter()
+                .map(|e| {
+                    let s = |ms: i64| (ms - origin) as f64 / 1000.0;
+                    (s(e.start_ms), e.end_ms.map(s))
+                })
+                .collect()
+        }
+
+        async fn stop(self) {
+            self.cancel.cancel();
+            self.task.await.expect("analysis ends on cancel");
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_start_end_and_cool_down_on_picture_time() {
+        let mut h = Harness::start("timing");
+        // A cat from 10 s to 20 s, again at 40-45 s (inside the cooldown), and at
+        // 100-110 s (after it).
+        let cat = |t: Duration| {
+            let s = t.as_secs_f64();
+            (10.0..20.0).contains(&s) || (40.0..45.0).contains(&s) || (100.0..110.0).contains(&s)
+        };
+        h.play(Duration::from_secs(30), cat).await;
+        let events = h.events().await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        let (start, end) = events[0];
+        // The tracker confirms a track on its second sighting (10.5 s); the violation
+        // dates from when the condition first held and counts from 2 s later.
+        assert!((10.0..=10.5).contains(&start), "{events:?}");
+        assert_eq!(end, Some(19.5), "ends at the cat's last sighting: {events:?}");
+        let first = h.store.list(Filter::default()).await.expect("list")[0].clone();
+        assert!(first.has_snapshot, "the snapshot is written with the event");
+        match h.clips.try_recv() {
+            Ok(ClipCommand::Start { event_id, .. }) => assert_eq!(event_id, first.id),
+            other => panic!("expected a clip start, got {other:?}"),
+        }
+        assert!(matches!(h.clips.try_recv(), Ok(ClipCommand::End { .. })));
+
+        h.play(Duration::from_secs(60), cat).await;
+        assert_eq!(h.events().await.len(), 1, "the cat at 40 s is inside the 60 s cooldown");
+        h.play(Duration::from_secs(120), cat).await;
+        let events = h.events().await;
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!((100.0..=100.5).contains(&events[1].0) && events[1].1 == Some(109.5), "{events:?}");
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_camera_that_goes_quiet_ends_its_violation_on_the_clock() {
+        let h = Harness::start("quiet");
+        // The cat is still there when the pictures stop at 15 s (camera down).
+        h.play(Duration::from_secs(15), |t| t >= Duration::from_secs(10)).await;
+        let events = h.events().await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].1, None, "still open while the cat is in view");
+        // No picture comes: once the camera has been quiet for 5 s and the cat was last
+        // seen over 3 s ago, the violation ends at that last sighting.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let events = h.events().await;
+        assert_eq!(events[0].1, Some(14.5), "{events:?}");
+        h.stop().await;
     }
 }

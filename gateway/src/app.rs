@@ -16,7 +16,7 @@ use crate::detect::onnx;
 use crate::detect::service::{DetectPool, Detector};
 use crate::events::{Store, retention};
 use crate::hub::{Hub, HubLimits};
-use crate::ingest::{self, Camera, CameraState};
+use crate::ingest::{self, Camera};
 use crate::live::{Live, LiveSettings};
 use crate::metrics::Metrics;
 use crate::recorder::ClipSettings;
@@ -34,13 +34,11 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         .with_context(|| format!("cannot create server.data_dir {}", config.server.data_dir.display()))?;
 
     let metrics = Arc::new(Metrics::new());
+    let clock = crate::clock::real();
     let mut cameras = BTreeMap::new();
     for cam in &config.cameras {
-        let camera = Arc::new(Camera {
-            config: cam.clone(),
-            hub: Hub::new(HubLimits::default(), metrics.camera(&cam.id)),
-            state: Arc::new(Mutex::new(CameraState::new())),
-        });
+        let hub = Hub::new(HubLimits::default(), metrics.camera(&cam.id));
+        let camera = Arc::new(Camera::new(cam.clone(), hub, clock.clone()));
         cameras.insert(cam.id.clone(), camera);
     }
     let cameras = Arc::new(cameras);
@@ -57,12 +55,13 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     .await?;
 
     let mut tasks = tokio::task::JoinSet::new();
+    let source = Arc::new(ingest::RtspSource);
     for camera in cameras.values() {
         if !camera.config.enabled {
             info!(camera = %camera.config.id, "disabled in config");
             continue;
         }
-        tasks.spawn(ingest::run_camera(camera.clone(), config.ingest.clone(), shutdown.child_token()));
+        tasks.spawn(ingest::run_camera(camera.clone(), config.ingest.clone(), source.clone(), shutdown.child_token()));
     }
 
     let store = match Store::open(&config.server.data_dir) {
@@ -89,11 +88,15 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
             min_free_bytes: config.events.min_free_bytes,
         };
         tasks.spawn(retention::run(
-            store.clone(),
-            config.server.data_dir.clone(),
-            limits,
-            std::time::Duration::from_secs(60),
-            retention_kick.clone(),
+            retention::Retention {
+                store: store.clone(),
+                data_dir: config.server.data_dir.clone(),
+                limits,
+                every: std::time::Duration::from_secs(60),
+                kick: retention_kick.clone(),
+                removed: metrics.retention_removed.clone(),
+                clock: clock.clone(),
+            },
             shutdown.child_token(),
         ));
         if config.detect.enabled {
@@ -103,6 +106,7 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
                 store,
                 &event_feed,
                 &metrics,
+                &clock,
                 &retention_kick,
                 &mut tasks,
                 &shutdown,
@@ -138,7 +142,9 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("cannot listen on server.listen {}", cfg.listen))?;
     info!(listen = %cfg.listen, cameras = cameras.len(), "mingchu ready");
-    // Printed for scripts and tests that wait for the server.
+    // Printed for scripts and tests that wait for the server; with port 0 in the config
+    // these lines are the only way to learn the ports picked.
+    println!("mingchu webrtc on udp {}", state.live.local_addr());
     println!("mingchu listening on http://{}", listener.local_addr()?);
     let server_stop = shutdown.clone();
     let serve = axum::serve(listener, api::router(state))
@@ -188,13 +194,17 @@ fn start_detection(
     store: &Store,
     feed: &tokio::sync::broadcast::Sender<crate::events::Event>,
     metrics: &Metrics,
+    clock: &crate::clock::Clock,
     retention_kick: &Arc<tokio::sync::Notify>,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> Result<(Arc<DetectPool>, serde_json::Value), DetectStartError> {
     let d = &config.detect;
     let spec = ModelSpec::load(&d.model).map_err(|e| DetectStartError::Unavailable(e.to_string()))?;
-    let rules = resolve_rules(config, &spec)?;
+    let (rules, disabled) = resolve_rules(config, &spec).map_err(|e| DetectStartError::Config(e.into()))?;
+    for why in disabled {
+        warn!(model = %spec.manifest.name, "{why}");
+    }
     let library = onnx::library_path(d.ort_library.as_deref());
     let env = onnx::init_runtime(&library).map_err(|e| DetectStartError::Unavailable(e.to_string()))?;
     let mut detectors = Vec::new();
@@ -251,7 +261,14 @@ fn start_detection(
             crate::sampler::DecodeMode::All => std::time::Duration::from_secs_f64(1.0 / d.fps),
         };
         let sample_interval = sample_interval.max(std::time::Duration::from_secs_f64(1.0 / d.fps));
-        tasks.spawn(crate::analysis::run(outputs, rules.clone(), sample_interval, results, shutdown.child_token()));
+        tasks.spawn(crate::analysis::run(
+            outputs,
+            rules.clone(),
+            sample_interval,
+            results,
+            clock.clone(),
+            shutdown.child_token(),
+        ));
         analysed.push(id.clone());
     }
     let rule_ids: Vec<&str> = rules.iter().map(|r| r.id()).collect();
@@ -267,19 +284,38 @@ fn start_detection(
 }
 
 /// Checks the configured (or built-in) rules against the model; a rule the model cannot
-/// see (no labels for a role it needs) is left out with a warning.
-fn resolve_rules(config: &Config, spec: &ModelSpec) -> Result<Vec<ResolvedRule>, DetectStartError> {
+/// see (no labels for a role it needs) is left out, and said why.
+fn resolve_rules(config: &Config, spec: &ModelSpec) -> Result<(Vec<ResolvedRule>, Vec<String>), RuleError> {
     let rules = config.rules.clone().unwrap_or_else(crate::config::default_rules);
     let roles = Roles::new(spec.roles.clone());
     let mut resolved = Vec::new();
+    let mut disabled = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         match crate::rules::validate(i, rule, &roles, &spec.labels) {
             Ok(r) => resolved.push(r),
-            Err(e @ RuleError::NoLabelsForRole { .. }) => {
-                warn!(rule = %rule.id, model = %spec.manifest.name, error = %e, "rule disabled");
-            }
-            Err(e) => return Err(DetectStartError::Config(anyhow::anyhow!("config key {e}"))),
+            Err(e @ RuleError::NoLabelsForRole { .. }) => disabled.push(format!("rule `{}` disabled: {e}", rule.id)),
+            Err(e) => return Err(e),
         }
     }
-    Ok(resolved)
+    Ok((resolved, disabled))
+}
+
+/// What a start would find wrong beyond the file itself: rules checked against the model
+/// the gateway would load. `Ok` carries notes for the installer (rules the model cannot
+/// see, detection that would be off and why); `Err` is a config error the start refuses.
+pub fn check_detection(config: &Config) -> Result<Vec<String>, RuleError> {
+    let d = &config.detect;
+    if !d.enabled {
+        return Ok(Vec::new());
+    }
+    let spec = match ModelSpec::load(&d.model) {
+        Ok(spec) => spec,
+        Err(e) => return Ok(vec![format!("detection would be off: {e}")]),
+    };
+    let (_, mut notes) = resolve_rules(config, &spec)?;
+    let library = onnx::library_path(d.ort_library.as_deref());
+    if !library.exists() {
+        notes.push(format!("detection would be off: {}", onnx::OnnxError::LibraryMissing(library)));
+    }
+    Ok(notes)
 }

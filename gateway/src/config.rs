@@ -32,6 +32,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         message: String,
     },
+    /// A `[[rules]]` entry is wrong; the error names its key.
+    #[error(transparent)]
+    Rule(#[from] crate::rules::RuleError),
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -124,6 +127,26 @@ pub struct EventsConfig {
 
 fn default_model() -> PathBuf {
     "models/nanodet-g-416.toml".into()
+}
+fn default_ort_library() -> PathBuf {
+    format!(".tools/onnxruntime/libonnxruntime.so.{}", crate::detect::onnx::ORT_VERSION).into()
+}
+
+/// `rel` next to the config if it is there, else in the directories the running binary
+/// sits in or under (up to the repository root of a cargo build); the config-relative
+/// path when found nowhere, so the error names where it was expected.
+fn shipped_file(rel: &Path, config_dir: &Path) -> PathBuf {
+    let beside_config = config_dir.join(rel);
+    if beside_config.exists() {
+        return beside_config;
+    }
+    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+    exe_dir
+        .iter()
+        .flat_map(|d| d.ancestors().take(4))
+        .map(|d| d.join(rel))
+        .find(|p| p.exists())
+        .unwrap_or(beside_config)
 }
 fn default_detect_fps() -> f64 {
     2.0
@@ -371,11 +394,31 @@ impl Config {
         Self::parse(&text, path)
     }
 
-    /// Parses and validates config text; `path` only names it in errors.
+    /// Parses and validates config text read from `path`: it names the file in errors,
+    /// and relative paths in it are taken from the file's directory.
     pub fn parse(text: &str, path: &Path) -> Result<Validated, ConfigError> {
-        let config: Config = toml::from_str(text)
+        let mut config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new("")));
         config.validate()
+    }
+
+    /// Makes relative paths relative to `config_dir` (where the file is), so the gateway
+    /// runs the same from any working directory. The shipped model and ONNX Runtime, when
+    /// not configured, are looked for next to the config and then in the tree the binary
+    /// was built in (`target/release/mingchu` → the repository root).
+    fn resolve_paths(&mut self, config_dir: &Path) {
+        self.server.data_dir = config_dir.join(&self.server.data_dir);
+        self.detect.model = if self.detect.model == default_model() {
+            shipped_file(&self.detect.model, config_dir)
+        } else {
+            config_dir.join(&self.detect.model)
+        };
+        self.detect.ort_library = match self.detect.ort_library.take() {
+            Some(p) => Some(config_dir.join(p)),
+            None if std::env::var_os("ORT_DYLIB_PATH").is_some() => None,
+            None => Some(shipped_file(&default_ort_library(), config_dir)),
+        };
     }
 
     /// Checks values and cross-field rules.
@@ -462,7 +505,18 @@ impl Config {
             return Err(invalid("events.max_clip_s", "must be at least 1 second"));
         }
         if let Some(rules) = &self.rules {
-            crate::rules::check_unique_ids(rules).map_err(|e| invalid("rules", e.to_string()))?;
+            crate::rules::check_unique_ids(rules)?;
+            for (i, rule) in rules.iter().enumerate() {
+                crate::rules::check(i, rule)?;
+                for (k, id) in rule.cameras.iter().enumerate() {
+                    if !self.cameras.iter().any(|c| &c.id == id) {
+                        return Err(invalid(
+                            format!("rules[{i}].cameras[{k}]"),
+                            format!("no camera `{id}` is configured"),
+                        ));
+                    }
+                }
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, cam) in self.cameras.iter().enumerate() {
@@ -498,8 +552,8 @@ pub fn check_rtsp_url(url: &str) -> Result<(), String> {
         .strip_prefix("rtsp://")
         .or_else(|| url.strip_prefix("rtsps://"))
         .ok_or_else(|| format!("`{}` is not an rtsp:// or rtsps:// URL", redact(url)))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
+    let (_, host_and_path) = split_userinfo(rest);
+    let host = host_and_path.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || host.starts_with(':') {
         return Err(format!("`{}` has no host", redact(url)));
     }
@@ -509,21 +563,29 @@ pub fn check_rtsp_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Splits what follows `scheme://` into the userinfo, if any, and the host with the path.
+///
+/// Camera vendors print passwords with `/`, `:`, `@` or `?` in them unescaped, and
+/// GStreamer takes such URLs, so the userinfo runs to the *last* `@`: that can swallow a
+/// path segment containing `@`, but never leaves a password outside the userinfo.
+fn split_userinfo(rest: &str) -> (Option<&str>, &str) {
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => (Some(userinfo), host),
+        None => (None, rest),
+    }
+}
+
 /// The URL with any password replaced, for logs and errors.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
+    match split_userinfo(rest) {
+        (Some(userinfo), host) if userinfo.contains(':') => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{path}")
+            format!("{scheme}://{user}:***@{host}")
         }
-        None => url.to_owned(),
+        _ => url.to_owned(),
     }
 }
 
@@ -615,5 +677,22 @@ url = "rtsp://127.0.0.1:8554/cam1"
     fn redacts_passwords() {
         assert_eq!(redact("rtsp://admin:secret@10.0.0.2:554/s1"), "rtsp://admin:***@10.0.0.2:554/s1");
         assert_eq!(redact("rtsp://10.0.0.2/s1"), "rtsp://10.0.0.2/s1");
+        assert_eq!(redact("rtsp://viewer@10.0.0.2/s1"), "rtsp://viewer@10.0.0.2/s1", "no password to hide");
+        assert_eq!(redact("rtsp://10.0.0.2/live@main"), "rtsp://10.0.0.2/live@main");
+    }
+
+    #[test]
+    fn redacts_passwords_with_any_character_a_camera_accepts() {
+        for password in ["pa/ss", "p:ss", "p@ss", "p%2Fss%40", "a/b:c@d%e", "/", ":", "@", "?x#y", "pa/ss@h/x"] {
+            let url = format!("rtsp://admin:{password}@10.0.0.2:554/Streaming/Channels/101");
+            let shown = redact(&url);
+            assert_eq!(shown, "rtsp://admin:***@10.0.0.2:554/Streaming/Channels/101", "for password {password:?}");
+            assert!(check_rtsp_url(&url).is_ok(), "{password:?}");
+            // Errors about the URL show it redacted too.
+            let bad = format!("rtsp://admin:{password}@ /x");
+            let err = check_rtsp_url(&bad).unwrap_err();
+            assert!(!err.contains(password) || password.len() == 1, "{err} shows {password:?}");
+            assert!(err.contains("admin:***@"), "{err}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod detect;
 pub mod events;

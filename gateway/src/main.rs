@@ -38,6 +38,10 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = mingchu::config::Config::load(&cli.config)?;
     if cli.check {
+        let notes = mingchu::app::check_detection(&cfg.config)?;
+        for note in &notes {
+            eprintln!("warning: {note}");
+        }
         println!("config {} is valid: {} camera(s)", cli.config.display(), cfg.config.cameras.len());
         return Ok(());
     }

@@ -36,6 +36,8 @@ pub struct Metrics {
     whep_rejected: Counter,
     /// Detection counters, shared with the inference pool.
     pub detect: DetectMetrics,
+    /// Events (with their files) removed by retention.
+    pub retention_removed: Counter,
 }
 
 /// Detection counters.
@@ -104,6 +106,7 @@ impl Metrics {
         );
         registry.register("whep_rejected", "WHEP offers rejected as malformed", whep_rejected.clone());
         let detect = DetectMetrics::default();
+        let retention_removed = Counter::default();
         registry.register("detect_frames", "Pictures analysed by the detector", detect.frames.clone());
         registry.register("detect_skipped", "Pictures replaced by a newer one before analysis", detect.skipped.clone());
         registry.register(
@@ -112,6 +115,11 @@ impl Metrics {
             detect.seconds.clone(),
         );
         registry.register("violations", "Hygiene violations started", detect.violations.clone());
+        registry.register(
+            "retention_removed",
+            "Events removed with their snapshots and clips by age, byte budget or low disk",
+            retention_removed.clone(),
+        );
         registry.register("detect_decoded", "Access units decoded for detection", detect_decoded.clone());
         registry.register(
             "detect_sample_interval_seconds",
@@ -130,6 +138,7 @@ impl Metrics {
             sample_interval,
             whep_rejected,
             detect,
+            retention_removed,
         }
     }
 

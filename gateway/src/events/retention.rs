@@ -2,7 +2,7 @@
 //! bytes exceed the budget or the disk runs low, so recording never stops on a full disk.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -30,11 +30,15 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     (rc == 0).then(|| (st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
-/// One retention pass; returns how many events were deleted.
-pub async fn enforce(store: &Store, data_dir: &Path, limits: Limits) -> Result<usize, super::StoreError> {
+/// One retention pass at wall time `now`; returns how many events were deleted.
+pub async fn enforce(
+    store: &Store,
+    data_dir: &Path,
+    limits: Limits,
+    now: SystemTime,
+) -> Result<usize, super::StoreError> {
     let mut deleted = 0;
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let cutoff = now_ms - limits.max_age.as_millis() as i64;
+    let cutoff = crate::clock::unix_ms(now) - limits.max_age.as_millis() as i64;
     loop {
         let batch = store.oldest(100, Some(cutoff), false).await?;
         if batch.is_empty() {
@@ -117,16 +121,28 @@ pub fn remove_partial_files(data_dir: &Path) -> usize {
     removed
 }
 
+/// What the retention task works with.
+pub struct Retention {
+    /// The event database.
+    pub store: Store,
+    /// Where snapshots and clips live.
+    pub data_dir: PathBuf,
+    /// What to enforce.
+    pub limits: Limits,
+    /// How often a pass runs without a kick.
+    pub every: Duration,
+    /// Notified when a clip was written, to run a pass at once.
+    pub kick: std::sync::Arc<tokio::sync::Notify>,
+    /// Counts events removed.
+    pub removed: prometheus_client::metrics::counter::Counter,
+    /// Wall time for the age cut-off.
+    pub clock: crate::clock::Clock,
+}
+
 /// Runs retention every `every`, and whenever `kick` is notified (a clip was written),
 /// until `cancel`.
-pub async fn run(
-    store: Store,
-    data_dir: PathBuf,
-    limits: Limits,
-    every: Duration,
-    kick: std::sync::Arc<tokio::sync::Notify>,
-    cancel: CancellationToken,
-) {
+pub async fn run(r: Retention, cancel: CancellationToken) {
+    let Retention { store, data_dir, limits, every, kick, removed, clock } = r;
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
@@ -134,9 +150,12 @@ pub async fn run(
             _ = tick.tick() => {}
             _ = kick.notified() => {}
         }
-        match enforce(&store, &data_dir, limits).await {
+        match enforce(&store, &data_dir, limits, clock.realtime()).await {
             Ok(0) => {}
-            Ok(n) => info!(deleted = n, "retention removed old events"),
+            Ok(n) => {
+                removed.inc_by(n as u64);
+                info!(deleted = n, "retention removed old events");
+            }
             Err(e) => warn!(error = %e, "retention failed"),
         }
     }
@@ -153,7 +172,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("snapshots")).expect("dir");
         let store = Store::open(&dir).expect("open");
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let now_ms = crate::clock::unix_ms(now);
         let mut ids = Vec::new();
         for (i, age_days) in [40i64, 3, 2, 1].iter().enumerate() {
             let id = store
@@ -176,7 +196,7 @@ mod tests {
             ids.push(id);
         }
         let limits = Limits { max_age: Duration::from_secs(30 * 86_400), max_bytes: 2000, min_free_bytes: 0 };
-        let deleted = enforce(&store, &dir, limits).await.expect("enforce");
+        let deleted = enforce(&store, &dir, limits, now).await.expect("enforce");
         assert_eq!(deleted, 2, "the 40-day-old one by age, then the oldest over budget");
         assert!(store.get(ids[0]).await.expect("get").is_none());
         assert!(store.get(ids[1]).await.expect("get").is_none());

@@ -8,7 +8,7 @@ mod queue;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
 
@@ -30,6 +30,9 @@ pub struct AccessUnit {
     pub data: Arc<[u8]>,
     /// When the unit left the ingest pipeline.
     pub arrival: Instant,
+    /// The same moment on the wall clock: stamped once, at ingest, and never read again
+    /// from the clock for this unit.
+    pub wall: SystemTime,
 }
 
 /// Limits of a camera's hub.
@@ -95,9 +98,9 @@ impl Hub {
     }
 
     /// Hands an access unit to every consumer without waiting on any of them.
-    pub fn publish(&self, pts: Duration, keyframe: bool, data: Arc<[u8]>, arrival: Instant) {
+    pub fn publish(&self, pts: Duration, keyframe: bool, data: Arc<[u8]>, arrival: Instant, wall: SystemTime) {
         let mut inner = lock(&self.inner);
-        let unit = Arc::new(AccessUnit { seq: inner.next_seq, pts, keyframe, data, arrival });
+        let unit = Arc::new(AccessUnit { seq: inner.next_seq, pts, keyframe, data, arrival, wall });
         inner.next_seq += 1;
         inner.gop.push(unit.clone());
         for slot in &inner.slots {
@@ -216,6 +219,7 @@ pub(crate) fn test_unit(seq: u64, keyframe: bool) -> Arc<AccessUnit> {
         keyframe,
         data: Arc::from(vec![0u8; 100]),
         arrival: Instant::now(),
+        wall: SystemTime::now(),
     })
 }
 
@@ -229,7 +233,13 @@ mod tests {
     }
 
     fn publish(hub: &Hub, n: u64, keyframe: bool) {
-        hub.publish(Duration::from_millis(n * 40), keyframe, Arc::from(vec![1u8; 10]), Instant::now());
+        hub.publish(
+            Duration::from_millis(n * 40),
+            keyframe,
+            Arc::from(vec![1u8; 10]),
+            Instant::now(),
+            SystemTime::now(),
+        );
     }
 
     #[tokio::test]

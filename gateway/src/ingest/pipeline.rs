@@ -3,8 +3,6 @@
 //! Nothing is decoded here: access units leave as the camera encoded them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -47,9 +45,6 @@ pub enum PipelineEvent {
 /// A running ingest pipeline; stopped (state NULL) on drop of the owner via [`RunningPipeline::stop`].
 pub struct RunningPipeline {
     pipeline: gst::Pipeline,
-    /// Wall time, as micros since `started`, of the last access unit.
-    last_unit_us: Arc<AtomicU64>,
-    started: Instant,
 }
 
 impl RunningPipeline {
@@ -83,9 +78,6 @@ impl RunningPipeline {
             .by_name("sink")
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or_else(|| PipelineError::Build("appsink missing".into()))?;
-        let started = Instant::now();
-        let last_unit_us = Arc::new(AtomicU64::new(0));
-        let last = last_unit_us.clone();
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
@@ -106,7 +98,6 @@ impl RunningPipeline {
                         data: Arc::from(map.as_slice()),
                         size,
                     };
-                    last.store(started.elapsed().as_micros() as u64 + 1, Ordering::Relaxed);
                     on_unit(unit);
                     Ok(gst::FlowSuccess::Ok)
                 })
@@ -116,22 +107,7 @@ impl RunningPipeline {
             let _ = pipeline.set_state(gst::State::Null);
             PipelineError::Start(e.to_string())
         })?;
-        Ok(Self { pipeline, last_unit_us, started })
-    }
-
-    /// Time since the last access unit, or since start when none came yet.
-    pub fn idle_for(&self) -> std::time::Duration {
-        let last = self.last_unit_us.load(Ordering::Relaxed);
-        let elapsed = self.started.elapsed();
-        if last == 0 {
-            return elapsed;
-        }
-        elapsed.saturating_sub(std::time::Duration::from_micros(last - 1))
-    }
-
-    /// Whether any access unit arrived.
-    pub fn has_output(&self) -> bool {
-        self.last_unit_us.load(Ordering::Relaxed) != 0
+        Ok(Self { pipeline })
     }
 
     /// The next error or end-of-stream posted on the bus, without waiting.

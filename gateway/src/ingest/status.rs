@@ -94,11 +94,11 @@ pub struct StatusReport {
 }
 
 impl CameraState {
-    /// Offline with no error yet.
-    pub fn new() -> Self {
+    /// Offline with no error yet, since `wall`.
+    pub fn new(wall: SystemTime) -> Self {
         Self {
             state: LinkState::Offline,
-            since: SystemTime::now(),
+            since: wall,
             reconnects: 0,
             last_error: None,
             width: None,
@@ -107,14 +107,15 @@ impl CameraState {
         }
     }
 
-    /// Records an access unit; returns true when this made the camera go online.
-    pub fn on_unit(&mut self, now: Instant, bytes: usize) -> bool {
+    /// Records an access unit that arrived at `now` (`wall` on the wall clock); returns
+    /// true when this made the camera go online.
+    pub fn on_unit(&mut self, now: Instant, wall: SystemTime, bytes: usize) -> bool {
         self.meter.record(now, bytes);
         if self.state == LinkState::Online {
             return false;
         }
         self.state = LinkState::Online;
-        self.since = SystemTime::now();
+        self.since = wall;
         true
     }
 
@@ -124,10 +125,10 @@ impl CameraState {
         self.height = Some(height);
     }
 
-    /// Records a failure: offline, with the reason.
-    pub fn on_failure(&mut self, error: String) {
+    /// Records a failure at `wall`: offline, with the reason.
+    pub fn on_failure(&mut self, error: String, wall: SystemTime) {
         if self.state != LinkState::Offline {
-            self.since = SystemTime::now();
+            self.since = wall;
         }
         self.state = LinkState::Offline;
         self.last_error = Some(error);
@@ -160,12 +161,6 @@ impl CameraState {
     }
 }
 
-impl Default for CameraState {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,13 +181,16 @@ mod tests {
 
     #[test]
     fn online_offline_transitions() {
-        let mut s = CameraState::new();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000);
+        let mut s = CameraState::new(wall);
         let now = Instant::now();
-        assert!(s.on_unit(now, 10));
-        assert!(!s.on_unit(now, 10));
-        s.on_failure("stalled".into());
+        assert!(s.on_unit(now, wall + Duration::from_secs(1), 10));
+        assert!(!s.on_unit(now, wall + Duration::from_secs(2), 10));
+        assert_eq!(s.report(now).since_ms, 1_001_000, "online since the first unit");
+        s.on_failure("stalled".into(), wall + Duration::from_secs(5));
         let r = s.report(now);
         assert_eq!(r.state, LinkState::Offline);
+        assert_eq!(r.since_ms, 1_005_000);
         assert_eq!(r.last_error.as_deref(), Some("stalled"));
         assert_eq!(r.fps, 0.0);
     }

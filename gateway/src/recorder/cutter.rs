@@ -180,6 +180,7 @@ mod tests {
             keyframe: i.is_multiple_of(gop),
             data: Arc::from(&[0u8, 0, 0, 1, 0x65][..]),
             arrival: t0 + Duration::from_millis(i * 40),
+            wall: std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(i * 40),
         })
     }
 

@@ -319,16 +319,17 @@ impl ResolvedRule {
     }
 }
 
-/// Checks rule `index` of the config against the model's roles and labels.
-///
-/// [`RuleError::NoLabelsForRole`] means the rule is sound but the loaded model cannot see what
-/// it needs; the caller may disable the rule with a warning instead of refusing the config.
-pub fn validate(
-    index: usize,
-    rule: &RuleConfig,
-    roles: &Roles,
-    known_labels: &[String],
-) -> Result<ResolvedRule, RuleError> {
+/// What a rule's own fields say, checked without a model.
+struct Fields {
+    zones: Vec<Polygon>,
+    schedule: Option<Schedule>,
+    timezone: TimeZone,
+    min_duration: Duration,
+    cooldown: Duration,
+    end_after: Duration,
+}
+
+fn check_fields(index: usize, rule: &RuleConfig) -> Result<Fields, RuleError> {
     let key = |field: &str| format!("rules[{index}].{field}");
     if rule.id.trim().is_empty() {
         return Err(invalid(key("id"), "must not be empty"));
@@ -347,25 +348,15 @@ pub fn validate(
     }
     let timezone = TimeZone::get(&rule.timezone)
         .map_err(|e| invalid(key("timezone"), format!("unknown time zone `{}`: {e}", rule.timezone)))?;
-
-    let subject_labels = roles.resolve(&rule.subject, known_labels, &key("subject"))?;
-    let object_labels = match (rule.kind, &rule.object) {
-        (RuleKind::Presence, None) => Vec::new(),
+    match (rule.kind, &rule.object) {
         (RuleKind::Presence, Some(_)) => {
             return Err(invalid(key("object"), "only `proximity` and `missing_attribute` rules take an object"));
         }
+        (RuleKind::Presence, None) | (_, Some(_)) => {}
         (kind, None) => {
             return Err(invalid(key("object"), format!("required for kind = \"{}\"", kind.as_str())));
         }
-        (_, Some(object)) => {
-            let labels = roles.resolve(object, known_labels, &key("object"))?;
-            if let Some(shared) = labels.iter().find(|l| subject_labels.contains(l)) {
-                return Err(invalid(key("object"), format!("label `{shared}` is also a subject label")));
-            }
-            labels
-        }
-    };
-
+    }
     let zones = match &rule.zones {
         None => Vec::new(),
         Some(z) if z.is_empty() => {
@@ -378,6 +369,38 @@ pub fn validate(
             .collect::<Result<_, _>>()?,
     };
     let schedule = rule.schedule.as_deref().map(|s| Schedule::parse(s, &key("schedule"))).transpose()?;
+    Ok(Fields { zones, schedule, timezone, min_duration, cooldown, end_after })
+}
+
+/// Checks everything about rule `index` that needs no model: durations, scores, time
+/// zone, zones, schedule and whether its kind needs an object. Run at config load.
+pub fn check(index: usize, rule: &RuleConfig) -> Result<(), RuleError> {
+    check_fields(index, rule).map(|_| ())
+}
+
+/// Checks rule `index` and resolves its subject and object to the model's labels.
+///
+/// [`RuleError::NoLabelsForRole`] means the rule is sound but the loaded model cannot see what
+/// it needs; the caller may disable the rule with a warning instead of refusing the config.
+pub fn validate(
+    index: usize,
+    rule: &RuleConfig,
+    roles: &Roles,
+    known_labels: &[String],
+) -> Result<ResolvedRule, RuleError> {
+    let Fields { zones, schedule, timezone, min_duration, cooldown, end_after } = check_fields(index, rule)?;
+    let key = |field: &str| format!("rules[{index}].{field}");
+    let subject_labels = roles.resolve(&rule.subject, known_labels, &key("subject"))?;
+    let object_labels = match &rule.object {
+        None => Vec::new(),
+        Some(object) => {
+            let labels = roles.resolve(object, known_labels, &key("object"))?;
+            if let Some(shared) = labels.iter().find(|l| subject_labels.contains(l)) {
+                return Err(invalid(key("object"), format!("label `{shared}` is also a subject label")));
+            }
+            labels
+        }
+    };
 
     let person: HashSet<&str> =
         roles.labels("person").unwrap_or_default().iter().map(String::as_str).chain(["person"]).collect();

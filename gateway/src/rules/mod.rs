@@ -19,7 +19,7 @@ use jiff::Timestamp;
 
 pub use condition::{Outcome, UnknownReason, evaluate};
 pub use config::{Anchor, ResolvedRule, Roles, RuleConfig, RuleError, RuleKind, ScheduleEntry, Severity};
-pub use config::{check_unique_ids, validate};
+pub use config::{check, check_unique_ids, validate};
 
 use crate::detect::geometry::{BBox, Detection};
 use crate::track::Track;

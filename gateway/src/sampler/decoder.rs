@@ -137,14 +137,14 @@ impl Decoder {
     }
 
     /// Feeds one access unit; when `keep` the decoded picture goes to the callback.
-    pub fn push(&self, data: &[u8], pts: Duration, arrival: Instant, keep: bool) -> bool {
+    pub fn push(&self, data: &[u8], pts: Duration, arrival: Instant, wall: SystemTime, keep: bool) -> bool {
         let pts_ns = pts.as_nanos() as u64;
         if keep && let Ok(mut m) = self.keep.lock() {
             // A picture the decoder never produced (corrupt input) must not pile up.
             if m.len() > 64 {
                 m.clear();
             }
-            m.insert(pts_ns, (arrival, SystemTime::now()));
+            m.insert(pts_ns, (arrival, wall));
         }
         let mut buffer = gst::Buffer::from_slice(data.to_vec());
         if let Some(b) = buffer.get_mut() {

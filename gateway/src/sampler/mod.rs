@@ -73,7 +73,7 @@ pub async fn run(
             plan.resync();
             continue;
         }
-        let fed = dec.push(&unit.data, unit.pts, unit.arrival, action == Action::DecodeAndKeep);
+        let fed = dec.push(&unit.data, unit.pts, unit.arrival, unit.wall, action == Action::DecodeAndKeep);
         metrics.detect_decoded.inc();
         if action == Action::DecodeAndKeep {
             metrics.sample_interval.set(plan.interval().as_secs_f64());
