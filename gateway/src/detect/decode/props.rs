@@ -214,7 +214,7 @@ fn run_case(c: &DecodeConfig, lb: &Letterbox, tensors: &[Owned]) {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(128))]
 
     #[test]
     fn fitting_tensors_with_any_values_decode(
