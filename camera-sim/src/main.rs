@@ -18,6 +18,7 @@ mod stamp_props;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -76,8 +77,39 @@ struct Cli {
     scene_offset_s: f64,
 }
 
+/// Exit status for a mistake in what camera-sim was asked to do (bad flag value, missing
+/// file, port taken), as clap uses for a bad command line.
+const EXIT_USAGE: u8 = 2;
+
+/// Why camera-sim stopped. Both kinds are reported as one `error: ...` line; only a panic,
+/// which is a bug, prints a backtrace.
+#[derive(Debug)]
+enum Failure {
+    /// What camera-sim was asked to do cannot be done: exit status 2.
+    Usage(anyhow::Error),
+    /// Something failed while running: exit status 1.
+    Runtime(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self::Runtime(e.into())
+    }
+}
+
+/// Marks an error as the user's to fix.
+trait UsageContext<T> {
+    fn usage(self) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<anyhow::Error>> UsageContext<T> for Result<T, E> {
+    fn usage(self) -> Result<T, Failure> {
+        self.map_err(|e| Failure::Usage(e.into()))
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -88,6 +120,23 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let cli = Cli::parse();
+    let (error, code) = match run(cli).await {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => (e, ExitCode::from(EXIT_USAGE)),
+        Err(Failure::Runtime(e)) => (e, ExitCode::FAILURE),
+    };
+    // `{:#}` is the cause chain on one line; `{:?}` would add anyhow's backtrace when
+    // RUST_BACKTRACE is set, which only helps with bugs, and those panic.
+    eprintln!("error: {}", one_line(&format!("{error:#}")));
+    code
+}
+
+/// `text` with line breaks folded, so an error is always one line of output.
+fn one_line(text: &str) -> String {
+    text.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
     let video = VideoSettings {
         width: cli.width,
         height: cli.height,
@@ -95,16 +144,17 @@ async fn main() -> anyhow::Result<()> {
         bitrate_kbps: cli.bitrate_kbps,
         gop: cli.gop,
     };
-    video.validate().map_err(anyhow::Error::msg).context("invalid video settings")?;
+    video.validate().map_err(anyhow::Error::msg).context("invalid video settings").usage()?;
     if !cli.scene_offset_s.is_finite() {
-        anyhow::bail!("--scene-offset-s must be a number");
+        return Err(Failure::Usage(anyhow::anyhow!("--scene-offset-s must be a number")));
     }
     let scene = match &cli.scene {
         Some(spec) => {
             let (spec, photos) = (spec.clone(), cli.photos.clone());
             let media = tokio::task::spawn_blocking(move || SceneMedia::load(&spec, &photos))
                 .await
-                .context("scene loading task failed")??;
+                .context("scene loading task failed")?
+                .usage()?;
             Some(SceneConfig { media: Arc::new(media), offset_step_s: cli.scene_offset_s })
         }
         None => None,
@@ -117,8 +167,13 @@ async fn main() -> anyhow::Result<()> {
         video_file: cli.video_file,
         scene,
     };
+    // Every start-up failure of the server is about what it was given: a port that is
+    // taken, a video file that does not play, a camera number out of range.
     let sim = Arc::new(
-        tokio::task::spawn_blocking(move || SimServer::start(&config)).await.context("start-up task failed")??,
+        tokio::task::spawn_blocking(move || SimServer::start(&config))
+            .await
+            .context("start-up task failed")?
+            .usage()?,
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -127,7 +182,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = cli.control {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("cannot listen for control API on {addr}"))?;
+            .with_context(|| format!("cannot listen for the control API on {addr} (--control)"))
+            .usage()?;
+        // With port 0 the ready line is the only place the port picked is told.
         let bound = listener.local_addr()?;
         control_url = Some(format!("http://{bound}"));
         let app = control::router(sim.clone());
@@ -147,6 +204,8 @@ async fn main() -> anyhow::Result<()> {
         [first, .., last] => format!("{first}..{last}"),
         [] => String::new(),
     };
+    // The RTSP address is the one bound, not the one asked for: `--listen 127.0.0.1:0`
+    // is reported with the port the system picked.
     let mut ready = format!("camera-sim ready {}/{mounts}", sim.base_url());
     if let Some(url) = &control_url {
         ready.push_str(&format!(" control={url}"));

@@ -94,8 +94,7 @@ async fn capacity(report: &mut String, n: usize, decode: &str, model: &str, work
     let cams: Vec<(&str, String)> = ids.iter().map(|id| (id.as_str(), sim.url("cam1"))).collect();
     let extra =
         format!("{}fps = 2\ndecode = \"{decode}\"\nworkers = {workers}\n", detect_config_for(&format!("{model}.toml")));
-    let (config, port) = Gateway::config(&cams, &extra);
-    let gw = Gateway::start_with(&config, port)?;
+    let gw = Gateway::start_with(&Gateway::config(&cams, &extra))?;
     for id in &ids {
         gw.wait_state(id, "online", Duration::from_secs(20)).await?;
     }
@@ -144,8 +143,8 @@ async fn event_latency(report: &mut String) -> anyhow::Result<()> {
     let t0 = SystemTime::now();
     let rules = "[[rules]]\nid = \"person\"\nkind = \"presence\"\nsubject = \"person\"\nmin_duration_s = 1\n\
                  [[rules]]\nid = \"animal\"\nkind = \"presence\"\nsubject = \"animal\"\nmin_duration_s = 1\n";
-    let (config, port) = Gateway::config(&[("cam1", sim.url("cam1"))], &format!("{}{rules}", detect_config()));
-    let gw = Gateway::start_with(&config, port)?;
+    let gw =
+        Gateway::start_with(&Gateway::config(&[("cam1", sim.url("cam1"))], &format!("{}{rules}", detect_config())))?;
     let mut sse =
         reqwest::Client::new().get(format!("{}/api/events/stream", gw.base)).bearer_auth(&gw.token).send().await?;
     let mut seen: Vec<(String, f64)> = Vec::new();

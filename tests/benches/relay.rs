@@ -5,14 +5,10 @@
 //! build of the binaries). Everything runs on 127.0.0.1. Writes `target/bench/relay.md`.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
-use mingchu_e2e::measure::{cpu_percent, percentile, rss_mib};
+use mingchu_e2e::measure::{cpu_percent, direct_rtsp_latencies, percentile, relay_added, rss_mib};
 use mingchu_e2e::procs::{Gateway, Sim, SimOptions};
-use mingchu_e2e::stamp;
 use mingchu_e2e::whep::{Viewer, ViewerOptions};
 
 const FPS: u32 = 25;
@@ -21,38 +17,6 @@ const MEASURE: Duration = Duration::from_secs(10);
 
 fn camera_720p() -> SimOptions {
     SimOptions { fps: FPS, gop: GOP, width: 1280, height: 720, bitrate_kbps: 2000, ..Default::default() }
-}
-
-/// (stamp, latency µs) of a plain RTSP client pulling the simulator directly: the baseline
-/// the relay adds to.
-fn direct_rtsp_latencies(url: &str, duration: Duration) -> anyhow::Result<Vec<(u64, f64)>> {
-    gst::init()?;
-    let pipeline = gst::parse::launch(
-        "rtspsrc name=src protocols=tcp latency=0 ! rtph264depay ! h264parse ! \
-         video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false",
-    )?
-    .downcast::<gst::Pipeline>()
-    .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
-    pipeline.by_name("src").ok_or_else(|| anyhow::anyhow!("src"))?.set_property("location", url);
-    let sink = pipeline
-        .by_name("sink")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or_else(|| anyhow::anyhow!("sink"))?;
-    pipeline.set_state(gst::State::Playing)?;
-    let end = Instant::now() + duration;
-    let mut out = Vec::new();
-    while Instant::now() < end {
-        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) else { continue };
-        let now = stamp::unix_micros_now();
-        if let Some(buf) = sample.buffer()
-            && let Ok(map) = buf.map_readable()
-            && let Some(t) = stamp::parse_stamp(map.as_slice())
-        {
-            out.push((t, now as f64 - t as f64));
-        }
-    }
-    pipeline.set_state(gst::State::Null)?;
-    Ok(out)
 }
 
 async fn connect_viewers(gw: &Gateway, n: usize) -> anyhow::Result<Vec<Viewer>> {
@@ -97,8 +61,7 @@ async fn main() -> anyhow::Result<()> {
     viewer.close(&gw.token).await?;
     let direct: Vec<f64> = direct_pairs.iter().map(|&(_, l)| l).collect();
     let relayed: Vec<f64> = relayed_pairs.iter().map(|&(_, l)| l as f64).collect();
-    let by_stamp: std::collections::HashMap<u64, f64> = direct_pairs.into_iter().collect();
-    let added: Vec<f64> = relayed_pairs.iter().filter_map(|(t, l)| by_stamp.get(t).map(|d| *l as f64 - d)).collect();
+    let added = relay_added(&relayed_pairs, &direct_pairs);
     let (d50, d99) = (percentile(&direct, 50.0), percentile(&direct, 99.0));
     let (r50, r99) = (percentile(&relayed, 50.0), percentile(&relayed, 99.0));
     writeln!(report, "## Latency (camera-sim stamp → client arrival, same clock)\n")?;

@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod measure;
+pub mod poll;
 pub mod procs;
 pub mod whep;
 

@@ -1,19 +1,30 @@
 //! Starting and stopping camera-sim and mingchu processes.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// Path of a workspace binary built next to the test executable.
+use crate::poll::poll;
+
+/// Directory that overrides where [`binary`] finds the workspace binaries, e.g. to run
+/// the tests against a release build or a build from another checkout.
+pub const BIN_DIR_ENV: &str = "MINGCHU_E2E_BIN_DIR";
+
+/// Path of a workspace binary built next to the test executable (or in `$MINGCHU_E2E_BIN_DIR`).
 pub fn binary(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; binaries one level up.
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target profile directory");
+    let dir = match std::env::var_os(BIN_DIR_ENV) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            // Test executables live in target/<profile>/deps; binaries one level up.
+            let exe = std::env::current_exe().expect("test executable path");
+            exe.parent().and_then(Path::parent).expect("target profile directory").to_owned()
+        }
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -43,25 +54,17 @@ pub fn detect_config_for(manifest: &str) -> String {
     )
 }
 
-/// A free loopback TCP port.
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free TCP port")
-}
-
-/// A free loopback UDP port.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free UDP port")
-}
-
 /// A child process killed when dropped, with its output lines available.
 pub struct Proc {
     child: Child,
     name: String,
     lines: mpsc::Receiver<String>,
+    /// Every output line up to and including the ready line, in order.
+    pub startup: Vec<String>,
 }
 
 impl Proc {
-    /// Spawns `cmd` and waits until a stdout line contains `ready`.
+    /// Spawns `cmd` and waits until an output line contains `ready`.
     pub fn spawn(name: &str, mut cmd: Command, ready: &str, timeout: Duration) -> anyhow::Result<Self> {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
@@ -83,24 +86,45 @@ impl Proc {
                 let _ = tx2.send(line);
             }
         });
-        let mut proc = Self { child, name: name.to_owned(), lines: rx };
-        proc.wait_line(ready, timeout).with_context(|| format!("{name} did not become ready"))?;
+        let mut proc = Self { child, name: name.to_owned(), lines: rx, startup: Vec::new() };
+        proc.startup = proc.wait_lines(ready, timeout).with_context(|| format!("{name} did not become ready"))?;
         Ok(proc)
     }
 
     /// Waits for an output line containing `needle`; returns it.
     pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
-        let deadline = std::time::Instant::now() + timeout;
+        let mut lines = self.wait_lines(needle, timeout)?;
+        lines.pop().context("no line")
+    }
+
+    /// Waits for an output line containing `needle`; returns every line read until then,
+    /// that one last.
+    fn wait_lines(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return Ok(line),
-                Ok(_) => {}
-                Err(_) => {
-                    if let Ok(Some(status)) = self.child.try_wait() {
-                        bail!("{} exited with {status} before printing `{needle}`", self.name);
+                Ok(line) => {
+                    let done = line.contains(needle);
+                    lines.push(line);
+                    if done {
+                        return Ok(lines);
                     }
-                    bail!("{} printed no `{needle}` within {timeout:?}", self.name);
+                }
+                Err(e) => {
+                    let tail = lines[lines.len().saturating_sub(5)..].join(" | ");
+                    if e == mpsc::RecvTimeoutError::Disconnected {
+                        // Both pipes closed: the process is exiting; give it a moment to be reaped.
+                        let reap_by = Instant::now() + Duration::from_secs(2);
+                        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < reap_by {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        bail!("{} exited with {status} before printing `{needle}`; last output: {tail}", self.name);
+                    }
+                    bail!("{} printed no `{needle}` within {timeout:?}; last output: {tail}", self.name);
                 }
             }
         }
@@ -140,8 +164,8 @@ pub struct Sim {
     pub proc: Proc,
     /// Its RTSP port.
     pub rtsp_port: u16,
-    /// Its control API, when enabled.
-    pub control: Option<SocketAddr>,
+    /// Its control API.
+    pub control: SocketAddr,
 }
 
 /// Options for camera-sim.
@@ -161,7 +185,7 @@ pub struct SimOptions {
     pub height: u32,
     /// Bit rate in kbit/s.
     pub bitrate_kbps: u32,
-    /// RTSP port; 0 picks one.
+    /// RTSP port; 0 lets camera-sim pick a free one and report it.
     pub rtsp_port: u16,
     /// Scene to play instead of the test pattern (`default` or a file).
     pub scene: Option<String>,
@@ -183,14 +207,41 @@ impl Default for SimOptions {
     }
 }
 
+/// How long camera-sim may take to print its ready line.
+const SIM_READY: Duration = Duration::from_secs(20);
+/// How long a restarted camera-sim keeps trying to get back a given RTSP port.
+const SIM_REBIND: Duration = Duration::from_secs(10);
+
 impl Sim {
-    /// Starts camera-sim with a control API.
+    /// Starts camera-sim with a control API, both on ports it picks itself unless
+    /// `opts.rtsp_port` asks for one.
+    ///
+    /// A fixed port is only asked for to bring a killed camera back where the gateway
+    /// expects it. The port was just released, so it is free unless some other program
+    /// took it in between (very unlikely: ephemeral ports are handed out at random) or the
+    /// kernel has not let go of it yet; a failed bind is therefore retried for a few
+    /// seconds instead of failing the test at once.
     pub fn start(opts: &SimOptions) -> anyhow::Result<Self> {
-        let rtsp_port = if opts.rtsp_port == 0 { free_tcp_port() } else { opts.rtsp_port };
-        let control: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse()?;
+        let deadline = Instant::now() + SIM_REBIND;
+        loop {
+            match Self::try_start(opts) {
+                Ok(sim) => return Ok(sim),
+                Err(e)
+                    if opts.rtsp_port != 0
+                        && Instant::now() < deadline
+                        && format!("{e:#}").contains("cannot listen") =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn try_start(opts: &SimOptions) -> anyhow::Result<Self> {
         let mut cmd = Command::new(binary("camera-sim"));
-        cmd.args(["--listen", &format!("127.0.0.1:{rtsp_port}")])
-            .args(["--control", &control.to_string()])
+        cmd.args(["--listen", &format!("127.0.0.1:{}", opts.rtsp_port)])
+            .args(["--control", "127.0.0.1:0"])
             .args(["--cameras", &opts.cameras.to_string()])
             .args(["--first-index", &opts.first_index.to_string()])
             .args(["--fps", &opts.fps.to_string()])
@@ -201,8 +252,10 @@ impl Sim {
         if let Some(scene) = &opts.scene {
             cmd.args(["--scene", scene]).arg("--photos").arg(repo_root().join(".tools/photos"));
         }
-        let proc = Proc::spawn("camera-sim", cmd, "camera-sim ready", Duration::from_secs(20))?;
-        Ok(Self { proc, rtsp_port, control: Some(control) })
+        let proc = Proc::spawn("camera-sim", cmd, "camera-sim ready", SIM_READY)?;
+        let ready = proc.startup.last().context("no ready line")?;
+        let (rtsp_port, control) = parse_sim_ready(ready)?;
+        Ok(Self { proc, rtsp_port, control })
     }
 
     /// RTSP URL of camera `name`.
@@ -212,15 +265,55 @@ impl Sim {
 
     /// POSTs to the control API, e.g. `cameras/cam1/faults/stall?secs=3`.
     pub async fn control(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let addr = self.control.context("no control API")?;
-        let resp = reqwest::Client::new().post(format!("http://{addr}/{path}")).send().await?;
+        self.control_request(reqwest::Method::POST, path).await
+    }
+
+    /// GETs from the control API, e.g. `cameras/cam1`.
+    pub async fn control_get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.control_request(reqwest::Method::GET, path).await
+    }
+
+    /// Ends every fault of camera `name` (an offline camera comes back at once).
+    pub async fn clear_faults(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        self.control_request(reqwest::Method::DELETE, &format!("cameras/{name}/faults")).await
+    }
+
+    async fn control_request(&self, method: reqwest::Method, path: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("http://{}/{path}", self.control);
+        let resp = reqwest::Client::new().request(method.clone(), url).send().await?;
         let status = resp.status();
         let body = resp.text().await?;
         if !status.is_success() {
-            bail!("camera-sim control {path}: {status} {body}");
+            bail!("camera-sim control {method} {path}: {status} {body}");
         }
         Ok(serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
     }
+}
+
+/// The RTSP port and control address from camera-sim's ready line,
+/// `camera-sim ready rtsp://127.0.0.1:PORT/cam1..camN control=http://127.0.0.1:PORT`.
+pub fn parse_sim_ready(line: &str) -> anyhow::Result<(u16, SocketAddr)> {
+    let field = |prefix: &str| -> anyhow::Result<&str> {
+        let word = line.split_whitespace().find_map(|w| w.strip_prefix(prefix));
+        word.with_context(|| format!("no `{prefix}` in camera-sim's ready line `{line}`"))
+    };
+    let rtsp = field("rtsp://")?;
+    let rtsp: SocketAddr =
+        rtsp.split('/').next().unwrap_or_default().parse().with_context(|| format!("RTSP address in `{line}`"))?;
+    let control = field("control=http://")?;
+    let control: SocketAddr =
+        control.trim_end_matches('/').parse().with_context(|| format!("control address in `{line}`"))?;
+    Ok((rtsp.port(), control))
+}
+
+/// The address after `prefix` in a gateway start-up line such as
+/// `mingchu listening on http://127.0.0.1:PORT`.
+fn parse_addr_after(lines: &[String], prefix: &str) -> anyhow::Result<SocketAddr> {
+    let rest = lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .with_context(|| format!("mingchu printed no `{prefix}` line: {lines:?}"))?;
+    rest.trim().parse().with_context(|| format!("address in `{prefix}{rest}`"))
 }
 
 /// A gateway process with its config.
@@ -229,6 +322,8 @@ pub struct Gateway {
     pub proc: Proc,
     /// Base URL of its HTTP server.
     pub base: String,
+    /// The UDP address its WebRTC media uses.
+    pub udp: SocketAddr,
     /// Its admin token.
     pub token: String,
     /// Where its config and data live.
@@ -270,43 +365,46 @@ pub mod tempdir {
 /// The admin token the test gateways use.
 pub const TOKEN: &str = "e2e-test-token";
 
+/// How long the gateway may take to start listening (the detection model loads first).
+const GATEWAY_READY: Duration = Duration::from_secs(30);
+
 impl Gateway {
-    /// A config for `cameras` (id, url) with free loopback ports; `extra` is appended.
-    pub fn config(cameras: &[(&str, String)], extra: &str) -> (String, u16) {
-        let http = free_tcp_port();
-        let udp = free_udp_port();
+    /// A config for `cameras` (id, url); `extra` is appended. The gateway picks its HTTP
+    /// and UDP ports itself and prints them, so no port is probed and reused later.
+    pub fn config(cameras: &[(&str, String)], extra: &str) -> String {
         let mut text = format!(
-            "[server]\nlisten = \"127.0.0.1:{http}\"\ndata_dir = \"./data\"\n\n[auth]\nadmin_token = \"{TOKEN}\"\n\n\
-             [webrtc]\nudp_listen = \"127.0.0.1:{udp}\"\n\n{extra}\n"
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"./data\"\n\n[auth]\nadmin_token = \"{TOKEN}\"\n\n\
+             [webrtc]\nudp_listen = \"127.0.0.1:0\"\n\n{extra}\n"
         );
         for (id, url) in cameras {
             text.push_str(&format!("[[cameras]]\nid = \"{id}\"\nname = \"测试 {id}\"\nurl = \"{url}\"\n\n"));
         }
-        (text, http)
+        text
     }
 
     /// Starts mingchu with the config text.
-    pub fn start_with(config: &str, http_port: u16) -> anyhow::Result<Self> {
+    pub fn start_with(config: &str) -> anyhow::Result<Self> {
         let dir = tempdir::TempDir::new("mingchu-e2e")?;
-        Self::start_in(dir, config, http_port)
+        Self::start_in(dir, config)
     }
 
     /// Starts mingchu with the config text in `dir` (its data dir is `dir/data`).
-    pub fn start_in(dir: tempdir::TempDir, config: &str, http_port: u16) -> anyhow::Result<Self> {
+    pub fn start_in(dir: tempdir::TempDir, config: &str) -> anyhow::Result<Self> {
         let path = dir.path().join("mingchu.toml");
         std::fs::write(&path, config)?;
         let mut cmd = Command::new(binary("mingchu"));
         let log = std::env::var("MINGCHU_LOG").unwrap_or_else(|_| "info,str0m=warn".into());
         cmd.arg("--config").arg(&path).current_dir(dir.path()).env("RUST_LOG", log);
-        let proc = Proc::spawn("mingchu", cmd, "mingchu listening on", Duration::from_secs(20))?;
-        Ok(Self { proc, base: format!("http://127.0.0.1:{http_port}"), token: TOKEN.into(), dir })
+        let proc = Proc::spawn("mingchu", cmd, "mingchu listening on", GATEWAY_READY)?;
+        let http = parse_addr_after(&proc.startup, "mingchu listening on http://")?;
+        let udp = parse_addr_after(&proc.startup, "mingchu webrtc on udp ")?;
+        Ok(Self { proc, base: format!("http://{http}"), udp, token: TOKEN.into(), dir })
     }
 
     /// Starts mingchu for `cameras`.
     pub fn start(cameras: &[(&str, String)]) -> anyhow::Result<Self> {
         // Relay tests measure the relay alone.
-        let (config, port) = Self::config(cameras, "[detect]\nenabled = false\n");
-        Self::start_with(&config, port)
+        Self::start_with(&Self::config(cameras, "[detect]\nenabled = false\n"))
     }
 
     /// GETs an API path as JSON.
@@ -327,16 +425,37 @@ impl Gateway {
 
     /// Waits until camera `id` reports `state` (online/offline).
     pub async fn wait_state(&self, id: &str, state: &str, timeout: Duration) -> anyhow::Result<serde_json::Value> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        poll(&format!("camera {id} {state}"), timeout, |seen| async move {
             let cam = self.camera(id).await?;
-            if cam["state"] == state {
-                return Ok(cam);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!("camera {id} did not become {state} within {timeout:?}: {cam}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            seen.show(&cam);
+            Ok((cam["state"] == state).then_some(cam))
+        })
+        .await
     }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let resp = reqwest::Client::new().get(format!("{}/metrics", self.base)).send().await?;
+        let status = resp.status();
+        let body = resp.text().await?;
+        if !status.is_success() {
+            bail!("GET /metrics: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// The value of one series, e.g. `mingchu_frames_in_total{camera="cam1"}`; fails when
+    /// the gateway does not export it.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        let text = self.metrics().await?;
+        metric_value(&text, series).with_context(|| format!("no metric {series} in:\n{text}"))
+    }
+}
+
+/// The value of `series` (name with its labels, as printed) in Prometheus text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
 }

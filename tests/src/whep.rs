@@ -13,6 +13,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::poll::poll;
 use crate::stamp;
 
 /// A complete frame as the viewer received it.
@@ -43,6 +44,9 @@ pub struct ViewerStats {
     pub connected: bool,
     /// Whether the session ended (server gone or ICE lost).
     pub ended: bool,
+    /// Whether the viewer has stopped reading after [`Viewer::pause`]: no frame is
+    /// counted after this is set.
+    pub paused: bool,
 }
 
 /// Options for a viewer.
@@ -137,6 +141,13 @@ impl Viewer {
         self.paused.store(true, Ordering::SeqCst);
     }
 
+    /// Pauses and waits until the viewer's task has really stopped reading, so the frame
+    /// count no longer moves.
+    pub async fn pause_and_wait(&self) -> anyhow::Result<()> {
+        self.pause();
+        poll("viewer paused", Duration::from_secs(5), |_| async { Ok(self.stats().paused.then_some(())) }).await
+    }
+
     /// Sends a PLI, as a decoder that lost a picture does.
     pub fn request_keyframe(&self) {
         self.want_keyframe.store(true, Ordering::SeqCst);
@@ -161,14 +172,22 @@ impl Viewer {
 
     /// Waits until at least `n` frames arrived.
     pub async fn wait_frames(&self, n: u64, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        while self.frames_received() < n {
-            if Instant::now() > deadline {
-                bail!("received {} of {n} frames within {timeout:?}", self.frames_received());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
+        poll(&format!("{n} frames at the viewer"), timeout, |seen| async move {
+            let got = self.frames_received();
+            seen.show(&format!("{got} frames"));
+            Ok((got >= n).then_some(()))
+        })
+        .await
+    }
+
+    /// Stamps (simulator clock, UNIX µs) of the frames received so far, in arrival order.
+    pub fn stamps(&self) -> Vec<u64> {
+        self.stats.lock().map(|s| s.stamped.iter().map(|&(t, _)| t).collect()).unwrap_or_default()
+    }
+
+    /// The newest simulator stamp received so far.
+    pub fn newest_stamp(&self) -> Option<u64> {
+        self.stats.lock().ok().and_then(|s| s.stamped.iter().map(|&(t, _)| t).max())
     }
 
     /// Sends WHEP DELETE and stops the task.
@@ -213,6 +232,9 @@ async fn run(
             break;
         }
         if paused.load(Ordering::SeqCst) {
+            if let Ok(mut s) = stats.lock() {
+                s.paused = true;
+            }
             // Neither read nor answer: the server sees a viewer whose network stalled.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
