@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mingchu's two commands:
 #   ./dev.sh demo   set up, then run camera-sim + gateway + web page on this machine
-#   ./dev.sh test   set up, then build and run every test
+#   ./dev.sh test   set up, check formatting and lints, then build and run every test
 # Other:
 #   ./dev.sh setup  only install what is missing
 #   ./dev.sh bench  run the relay and detection benchmarks (target/bench/*.md)
@@ -130,6 +130,14 @@ TOML
 
 run_tests() {
   setup
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    echo "the test command checks formatting and lints: install the rustfmt and clippy components of your Rust toolchain" >&2
+    exit 1
+  fi
+  say "checking formatting"
+  cargo fmt --all --check
+  say "linting"
+  cargo clippy --locked --workspace --all-targets -- -D warnings
   say "building"
   cargo build --locked --workspace --bins --tests
   say "testing"

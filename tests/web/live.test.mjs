@@ -16,9 +16,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import dgram from 'node:dgram';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,25 +46,7 @@ process.on('exit', () => {
 process.once('SIGINT', () => process.exit(130));
 process.once('SIGTERM', () => process.exit(143));
 
-async function freeTcpPort() {
-  const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
-async function freeUdpPort() {
-  const sock = dgram.createSocket('udp4');
-  sock.bind(0, '127.0.0.1');
-  await once(sock, 'listening');
-  const { port } = sock.address();
-  await new Promise((r) => sock.close(r));
-  return port;
-}
-
-/** Starts `bin` and resolves once a stdout line contains `ready`. */
+/** Starts `bin` and resolves once a stdout line contains `ready`; that line is kept as `proc.ready`. */
 async function startProc(name, bin, args, { ready, cwd, env = {}, timeoutMs = 20_000 }) {
   if (!fs.existsSync(bin)) {
     throw new Error(`${bin} is missing: build the workspace binaries first (cargo build --workspace --bins), or set MINGCHU_BIN_DIR`);
@@ -87,7 +67,7 @@ async function startProc(name, bin, args, { ready, cwd, env = {}, timeoutMs = 20
   out.on('line', keep);
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => fail(`printed no "${ready}" within ${timeoutMs} ms`), timeoutMs);
-    const onLine = (line) => { if (line.includes(ready)) done(); };
+    const onLine = (line) => { if (line.includes(ready)) { proc.ready = line; done(); } };
     const onExit = (code, signal) => fail(`exited (${signal || code}) before printing "${ready}"`);
     const onError = (e) => fail(`cannot start: ${e.message}`);
     function cleanup() {
@@ -239,25 +219,25 @@ describe('live page in Chromium', { timeout: 120_000 }, () => {
   before(async () => {
     removeStaleTempDirs();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
-    const rtsp = await freeTcpPort();
+    // Every process binds port 0 and prints the port it got: nothing probes for a free port.
     sim = await startProc(
       'camera-sim',
       path.join(BIN_DIR, 'camera-sim'),
-      ['--listen', `127.0.0.1:${rtsp}`, '--cameras', '1', '--width', String(WIDTH), '--height', String(HEIGHT)],
+      ['--listen', '127.0.0.1:0', '--cameras', '1', '--width', String(WIDTH), '--height', String(HEIGHT)],
       { ready: 'camera-sim ready', cwd: tmp },
     );
-    const http = await freeTcpPort();
-    const udp = await freeUdpPort();
+    const rtsp = sim.ready.match(/rtsp:\/\/127\.0\.0\.1:(\d+)\//)?.[1];
+    assert.ok(rtsp, `camera-sim printed its RTSP port: ${sim.ready}`);
     const config = [
       '[server]',
-      `listen = "127.0.0.1:${http}"`,
+      'listen = "127.0.0.1:0"',
       `data_dir = ${JSON.stringify(path.join(tmp, 'data'))}`,
       '',
       '[auth]',
       `admin_token = "${TOKEN}"`,
       '',
       '[webrtc]',
-      `udp_listen = "127.0.0.1:${udp}"`,
+      'udp_listen = "127.0.0.1:0"',
       '',
       '[detect]',
       'enabled = false',
@@ -275,7 +255,8 @@ describe('live page in Chromium', { timeout: 120_000 }, () => {
       cwd: tmp,
       env: { RUST_LOG: process.env.MINGCHU_LOG || 'info,str0m=warn', NO_COLOR: '1' },
     });
-    base = `http://127.0.0.1:${http}`;
+    base = gw.ready.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/)?.[1];
+    assert.ok(base, `mingchu printed its address: ${gw.ready}`);
     // Ingest first, so the page's timings below measure the live path alone.
     await waitFor('cam1 online', async () => {
       const cam = await camera('cam1');
@@ -381,20 +362,26 @@ describe('live page in Chromium', { timeout: 120_000 }, () => {
           });
           return { time: v.currentTime, decoded, presented, paused: v.paused };
         });
+      // A window of playback, compared with what the camera sent in the same window as
+      // the gateway counts it: a frozen picture gives nothing, a busy machine only less.
       const a = await sample();
+      const startedAt = performance.now();
       await sleep(2_000);
       const b = await sample();
+      const elapsed = (performance.now() - startedAt) / 1000;
+      const cameraFps = (await camera('cam1')).fps;
       const moved = {
         time: +(b.time - a.time).toFixed(2),
         decoded: b.decoded - a.decoded,
         presented: a.presented === null || b.presented === null ? null : b.presented - a.presented,
       };
-      t.diagnostic(`in 2 s: currentTime +${moved.time} s, frames decoded +${moved.decoded}, painted +${moved.presented}`);
+      const sent = cameraFps * elapsed;
+      t.diagnostic(`in ${elapsed.toFixed(2)} s: currentTime +${moved.time} s, frames decoded +${moved.decoded}, painted +${moved.presented}; the camera sent ≈${sent.toFixed(0)} (${cameraFps.toFixed(1)} fps)`);
       assert.equal(b.paused, false, 'the video is not paused');
-      assert.ok(moved.time > 1.5, `currentTime advanced ${moved.time} s in 2 s`);
-      // The camera sends 25 fps: about 50 frames in 2 s; a frozen picture gives none.
-      assert.ok(moved.decoded >= 35, `${moved.decoded} frames decoded in 2 s`);
-      assert.ok(moved.presented >= 20, `${moved.presented} frames painted in 2 s`);
+      assert.ok(cameraFps > 0, `the camera is streaming (${cameraFps} fps)`);
+      assert.ok(moved.time > 0.6 * elapsed, `currentTime advanced ${moved.time} s in ${elapsed.toFixed(2)} s`);
+      assert.ok(moved.decoded >= 0.6 * sent, `${moved.decoded} frames decoded of ≈${sent.toFixed(0)} sent`);
+      assert.ok(moved.presented >= 0.4 * sent, `${moved.presented} frames painted of ≈${sent.toFixed(0)} sent`);
 
       // (c) the camera's name and (d) the live state, in the same tile
       const tile = page.locator('figure', { has: video });
