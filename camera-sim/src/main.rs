@@ -69,8 +69,9 @@ struct Cli {
     #[arg(long, value_name = "NAME|PATH")]
     scene: Option<String>,
     /// Directory with the scene photos (fill it with camera-sim/fetch-photos.sh).
-    #[arg(long, value_name = "DIR", default_value = ".tools/photos")]
-    photos: PathBuf,
+    /// Default: `.tools/photos` here, else in the tree this binary runs from.
+    #[arg(long, value_name = "DIR")]
+    photos: Option<PathBuf>,
     /// Stagger cameras in the scene: camera N (counting from 0) starts N times this
     /// many seconds into it; 0 plays the scene in sync on every camera.
     #[arg(long, value_name = "SECS", default_value_t = 0.0, allow_negative_numbers = true)]
@@ -131,6 +132,18 @@ async fn main() -> ExitCode {
     code
 }
 
+/// `.tools/photos` in the working directory if it is there, else in the directories the
+/// binary sits in or under (a `target/release/camera-sim` finds its repository's), so the
+/// scenes play wherever camera-sim is started from.
+fn default_photos() -> PathBuf {
+    let rel = PathBuf::from(".tools/photos");
+    if rel.is_dir() {
+        return rel;
+    }
+    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(std::path::Path::to_path_buf));
+    exe_dir.iter().flat_map(|d| d.ancestors().take(4)).map(|d| d.join(&rel)).find(|p| p.is_dir()).unwrap_or(rel)
+}
+
 /// `text` with line breaks folded, so an error is always one line of output.
 fn one_line(text: &str) -> String {
     text.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
@@ -150,7 +163,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     let scene = match &cli.scene {
         Some(spec) => {
-            let (spec, photos) = (spec.clone(), cli.photos.clone());
+            let photos = cli.photos.clone().unwrap_or_else(default_photos);
+            let spec = spec.clone();
             let media = tokio::task::spawn_blocking(move || SceneMedia::load(&spec, &photos))
                 .await
                 .context("scene loading task failed")?

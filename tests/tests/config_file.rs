@@ -132,3 +132,15 @@ async fn camera_passwords_never_reach_the_log_or_the_api() -> anyhow::Result<()>
     }
     Ok(())
 }
+
+#[test]
+fn camera_sim_finds_its_scene_photos_from_another_directory() -> anyhow::Result<()> {
+    let elsewhere = TempDir::new("camera-sim-cwd")?;
+    let mut cmd = Command::new(binary("camera-sim"));
+    cmd.args(["--listen", "127.0.0.1:0", "--cameras", "1", "--width", "320", "--height", "180"])
+        .args(["--scene", "default"])
+        .current_dir(elsewhere.path());
+    let sim = Proc::spawn("camera-sim", cmd, "camera-sim ready", Duration::from_secs(30))?;
+    assert!(sim.startup.iter().any(|l| l.contains("rtsp://127.0.0.1:")), "{:?}", sim.startup);
+    Ok(())
+}
