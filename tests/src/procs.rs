@@ -303,6 +303,8 @@ pub fn parse_sim_ready(line: &str) -> anyhow::Result<(u16, SocketAddr)> {
     let control = field("control=http://")?;
     let control: SocketAddr =
         control.trim_end_matches('/').parse().with_context(|| format!("control address in `{line}`"))?;
+    // Port 0 is what was asked for, never what was bound.
+    anyhow::ensure!(rtsp.port() != 0 && control.port() != 0, "camera-sim reported port 0: `{line}`");
     Ok((rtsp.port(), control))
 }
 
