@@ -54,6 +54,15 @@ pub fn detect_config_for(manifest: &str) -> String {
     )
 }
 
+/// Runs `mingchu --check` on `text`; returns whether it passed and what it printed on stderr.
+pub fn check_config(text: &str) -> (bool, String) {
+    let dir = tempdir::TempDir::new("mingchu-check").expect("temp dir");
+    let path = dir.path().join("check.toml");
+    std::fs::write(&path, text).expect("write config");
+    let out = Command::new(binary("mingchu")).arg("--config").arg(&path).arg("--check").output().expect("run mingchu");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 /// A child process killed when dropped, with its output lines available.
 pub struct Proc {
     child: Child,

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mingchu_e2e::measure::rates;
-use mingchu_e2e::procs::{Gateway, Sim, SimOptions, binary, tempdir::TempDir};
+use mingchu_e2e::procs::{Gateway, Sim, SimOptions, binary, check_config};
 use mingchu_e2e::whep::{Viewer, ViewerOptions, post_offer};
 
 /// Exit status of camera-sim for a mistake in what it was asked to do.
@@ -27,14 +27,6 @@ fn camera_sim_reports_a_missing_photo_dir_in_one_line() {
     assert!(lines[0].starts_with("error: ") && lines[0].contains(missing), "the error names the directory: {stderr}");
     assert!(!stderr.contains("stack backtrace") && !stderr.contains("Stack backtrace"), "{stderr}");
     assert!(out.stdout.is_empty(), "nothing on stdout: {}", String::from_utf8_lossy(&out.stdout));
-}
-
-fn check_config(text: &str) -> (bool, String) {
-    let dir = TempDir::new("mingchu-cfg").expect("temp dir");
-    let path = dir.path().join("bad.toml");
-    std::fs::write(&path, text).expect("write config");
-    let out = Command::new(binary("mingchu")).arg("--config").arg(&path).arg("--check").output().expect("run mingchu");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 const BASE: &str = "[server]\nlisten = \"127.0.0.1:18080\"\n[auth]\nadmin_token = \"long-enough-token\"\n";

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mingchu_e2e::poll::poll;
 use mingchu_e2e::procs::tempdir::TempDir;
-use mingchu_e2e::procs::{Proc, binary};
+use mingchu_e2e::procs::{Proc, binary, check_config};
 
 const TOKEN: &str = "config-file-token";
 
@@ -52,21 +52,13 @@ async fn started_from_another_directory_it_finds_the_default_model_and_its_data_
     Ok(())
 }
 
-fn check(config: &str) -> (bool, String) {
-    let dir = TempDir::new("mingchu-check").expect("temp dir");
-    let path = dir.path().join("check.toml");
-    std::fs::write(&path, config).expect("write config");
-    let out = Command::new(binary("mingchu")).arg("--config").arg(&path).arg("--check").output().expect("run mingchu");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 #[test]
 fn check_reports_every_rule_error_a_start_would() {
     let camera = "[[cameras]]\nid = \"cam1\"\nname = \"后厨\"\nurl = \"rtsp://127.0.0.1:8554/cam1\"\n";
     let rule = |body: &str| {
         base_config(&format!("{camera}[[rules]]\nid = \"r\"\nkind = \"presence\"\nsubject = \"animal\"\n{body}"))
     };
-    let (ok, err) = check(&rule(""));
+    let (ok, err) = check_config(&rule(""));
     assert!(ok, "a good rule passes: {err}");
     let cases = [
         (rule("cameras = [\"cam9\"]\n"), "rules[0].cameras[0]", "cam9"),
@@ -81,7 +73,7 @@ fn check_reports_every_rule_error_a_start_would() {
         (rule("").replace("\"animal\"", "\"kat\""), "rules[0].subject", "kat"),
     ];
     for (text, key, detail) in cases {
-        let (ok, err) = check(&text);
+        let (ok, err) = check_config(&text);
         assert!(!ok, "--check accepted:\n{text}");
         assert!(err.contains(&format!("`{key}")), "the error for\n{text}\nnames `{key}`: {err}");
         assert!(err.contains(detail), "the error names `{detail}`: {err}");
@@ -89,7 +81,7 @@ fn check_reports_every_rule_error_a_start_would() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
     // A rule the default model cannot see is not an error, but --check says so.
-    let (ok, err) = check(&rule("").replace("\"animal\"", "\"hat\""));
+    let (ok, err) = check_config(&rule("").replace("\"animal\"", "\"hat\""));
     assert!(ok, "{err}");
     assert!(err.contains("warning: rule `r` disabled") && err.contains("hat"), "{err}");
 }

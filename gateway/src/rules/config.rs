@@ -244,12 +244,7 @@ pub struct ResolvedRule {
     subject_labels: Vec<String>,
     object_labels: Vec<String>,
     anchor: Anchor,
-    zones: Vec<Polygon>,
-    schedule: Option<Schedule>,
-    timezone: TimeZone,
-    min_duration: Duration,
-    cooldown: Duration,
-    end_after: Duration,
+    fields: Fields,
 }
 
 impl ResolvedRule {
@@ -290,7 +285,7 @@ impl ResolvedRule {
 
     /// The zones; empty means the whole picture.
     pub fn zones(&self) -> &[Polygon] {
-        &self.zones
+        &self.fields.zones
     }
 
     /// Whether the rule watches `camera`.
@@ -300,26 +295,28 @@ impl ResolvedRule {
 
     /// Whether the schedule is in force at `wall`.
     pub fn in_schedule(&self, wall: jiff::Timestamp) -> bool {
-        self.schedule.as_ref().is_none_or(|s| s.is_active(wall, &self.timezone))
+        let f = &self.fields;
+        f.schedule.as_ref().is_none_or(|s| s.is_active(wall, &f.timezone))
     }
 
     /// How long the condition must hold on one track.
     pub fn min_duration(&self) -> Duration {
-        self.min_duration
+        self.fields.min_duration
     }
 
     /// Quiet time after a violation ends.
     pub fn cooldown(&self) -> Duration {
-        self.cooldown
+        self.fields.cooldown
     }
 
     /// Gap in the condition that ends a violation.
     pub fn end_after(&self) -> Duration {
-        self.end_after
+        self.fields.end_after
     }
 }
 
 /// What a rule's own fields say, checked without a model.
+#[derive(Debug, Clone)]
 struct Fields {
     zones: Vec<Polygon>,
     schedule: Option<Schedule>,
@@ -388,7 +385,7 @@ pub fn validate(
     roles: &Roles,
     known_labels: &[String],
 ) -> Result<ResolvedRule, RuleError> {
-    let Fields { zones, schedule, timezone, min_duration, cooldown, end_after } = check_fields(index, rule)?;
+    let fields = check_fields(index, rule)?;
     let key = |field: &str| format!("rules[{index}].{field}");
     let subject_labels = roles.resolve(&rule.subject, known_labels, &key("subject"))?;
     let object_labels = match &rule.object {
@@ -407,18 +404,7 @@ pub fn validate(
     let anchor =
         if subject_labels.iter().all(|l| person.contains(l.as_str())) { Anchor::BottomCenter } else { Anchor::Center };
 
-    Ok(ResolvedRule {
-        config: rule.clone(),
-        subject_labels,
-        object_labels,
-        anchor,
-        zones,
-        schedule,
-        timezone,
-        min_duration,
-        cooldown,
-        end_after,
-    })
+    Ok(ResolvedRule { config: rule.clone(), subject_labels, object_labels, anchor, fields })
 }
 
 /// Checks that rule ids are unique; the error names the later duplicate.
