@@ -4,7 +4,7 @@
 #   ./dev.sh test   set up, check formatting and lints, then build and run every test
 # Other:
 #   ./dev.sh setup  only install what is missing
-#   ./dev.sh bench  run the relay and detection benchmarks (target/bench/*.md)
+#   ./dev.sh bench  run the relay, detection and soak benchmarks (target/bench/*.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -153,6 +153,7 @@ bench() {
   cargo build --release --locked --workspace --bins
   cargo bench --locked -p mingchu-e2e --bench relay
   cargo bench --locked -p mingchu-e2e --bench detect
+  cargo bench --locked -p mingchu-e2e --bench soak
 }
 
 case "${1:-}" in

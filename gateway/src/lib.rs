@@ -13,6 +13,7 @@ pub mod events;
 pub mod hub;
 pub mod ingest;
 pub mod live;
+pub mod memory;
 pub mod metrics;
 pub mod recorder;
 pub mod rules;

@@ -20,6 +20,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
+    mingchu::memory::bound_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)

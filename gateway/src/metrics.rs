@@ -33,7 +33,13 @@ pub struct Metrics {
     drops: Family<ConsumerLabel, Counter>,
     detect_decoded: Family<CameraLabel, Counter>,
     sample_interval: Family<CameraLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    recorder_buffered: Family<CameraLabel, Gauge>,
+    decoder_backlog: Family<CameraLabel, Gauge>,
     whep_rejected: Counter,
+    resident_bytes: Gauge,
+    open_fds: Gauge,
+    heap_in_use: Gauge,
+    heap_free: Gauge,
     /// Detection counters, shared with the inference pool.
     pub detect: DetectMetrics,
     /// Events (with their files) removed by retention.
@@ -51,6 +57,8 @@ pub struct DetectMetrics {
     pub seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     /// Violations started.
     pub violations: Counter,
+    /// ONNX Runtime sessions open (one per worker).
+    pub sessions: Gauge,
 }
 
 /// Per-camera handles, looked up once so the frame path does no hashing.
@@ -70,6 +78,10 @@ pub struct CameraMetrics {
     pub detect_decoded: Counter,
     /// Seconds between pictures sampled for detection now (stretched under load).
     pub sample_interval: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Encoded bytes the clip recorder holds: pre-roll history and clips collecting.
+    pub recorder_buffered: Gauge,
+    /// Access units waiting in front of the detection decoder.
+    pub decoder_backlog: Gauge,
     drops: Family<ConsumerLabel, Counter>,
     camera: String,
 }
@@ -92,6 +104,12 @@ impl Metrics {
         let viewers = Family::<CameraLabel, Gauge>::default();
         let drops = Family::<ConsumerLabel, Counter>::default();
         let whep_rejected = Counter::default();
+        let recorder_buffered = Family::<CameraLabel, Gauge>::default();
+        let decoder_backlog = Family::<CameraLabel, Gauge>::default();
+        let resident_bytes = Gauge::default();
+        let open_fds = Gauge::default();
+        let heap_in_use = Gauge::default();
+        let heap_free = Gauge::default();
         let detect_decoded = Family::<CameraLabel, Counter>::default();
         let sample_interval = Family::<CameraLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register("frames_in", "Access units received from cameras", frames_in.clone());
@@ -105,6 +123,28 @@ impl Metrics {
             drops.clone(),
         );
         registry.register("whep_rejected", "WHEP offers rejected as malformed", whep_rejected.clone());
+        registry.register(
+            "recorder_buffered_bytes",
+            "Encoded bytes the clip recorder holds (pre-roll history and clips collecting)",
+            recorder_buffered.clone(),
+        );
+        registry.register(
+            "detect_decoder_backlog",
+            "Access units waiting in front of the detection decoder",
+            decoder_backlog.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the gateway process",
+            resident_bytes.clone(),
+        );
+        registry.register("process_open_fds", "Open file descriptors of the gateway process", open_fds.clone());
+        registry.register("heap_in_use_bytes", "Bytes allocated and not yet freed", heap_in_use.clone());
+        registry.register(
+            "heap_free_bytes",
+            "Bytes free inside the allocator's heaps, held and not given back to the system",
+            heap_free.clone(),
+        );
         let detect = DetectMetrics::default();
         let retention_removed = Counter::default();
         registry.register("detect_frames", "Pictures analysed by the detector", detect.frames.clone());
@@ -115,6 +155,7 @@ impl Metrics {
             detect.seconds.clone(),
         );
         registry.register("violations", "Hygiene violations started", detect.violations.clone());
+        registry.register("detect_sessions", "ONNX Runtime sessions open", detect.sessions.clone());
         registry.register(
             "retention_removed",
             "Events removed with their snapshots and clips by age, byte budget or low disk",
@@ -136,7 +177,13 @@ impl Metrics {
             drops,
             detect_decoded,
             sample_interval,
+            recorder_buffered,
+            decoder_backlog,
             whep_rejected,
+            resident_bytes,
+            open_fds,
+            heap_in_use,
+            heap_free,
             detect,
             retention_removed,
         }
@@ -153,6 +200,8 @@ impl Metrics {
             viewers: self.viewers.get_or_create(&label).clone(),
             detect_decoded: self.detect_decoded.get_or_create(&label).clone(),
             sample_interval: self.sample_interval.get_or_create(&label).clone(),
+            recorder_buffered: self.recorder_buffered.get_or_create(&label).clone(),
+            decoder_backlog: self.decoder_backlog.get_or_create(&label).clone(),
             drops: self.drops.clone(),
             camera: camera.to_owned(),
         }
@@ -163,8 +212,13 @@ impl Metrics {
         self.whep_rejected.inc();
     }
 
-    /// The text exposition format.
+    /// The text exposition format, with the process figures read now.
     pub fn encode(&self) -> String {
+        let memory = crate::memory::read();
+        self.resident_bytes.set(memory.resident as i64);
+        self.open_fds.set(memory.open_fds as i64);
+        self.heap_in_use.set(memory.heap_in_use as i64);
+        self.heap_free.set(memory.heap_free as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

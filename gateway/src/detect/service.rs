@@ -126,6 +126,7 @@ impl DetectPool {
             ready: Condvar::new(),
             stopped: std::sync::atomic::AtomicBool::new(false),
         });
+        metrics.sessions.set(detectors.len() as i64);
         let pool = Arc::new(Self { shared: shared.clone(), metrics });
         for (i, mut det) in detectors.into_iter().enumerate() {
             let pool = pool.clone();

@@ -119,6 +119,12 @@ impl ClipCutter {
         }
     }
 
+    /// Encoded bytes held now: the pre-roll history and every clip still collecting. A
+    /// unit in both is counted twice, as the bound on each is separate.
+    pub fn buffered_bytes(&self) -> usize {
+        self.ring_bytes + self.open.iter().map(|c| c.bytes).sum::<usize>()
+    }
+
     /// Starts a clip for an event whose condition began at `start`.
     pub fn start(&mut self, event_id: i64, start: Instant) {
         let from = start.checked_sub(self.pre_roll).unwrap_or(start);

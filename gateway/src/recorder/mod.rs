@@ -71,6 +71,7 @@ pub async fn run(
     let ClipStorage { data_dir, store, written: retention_kick } = storage;
     // Enough queue for a GOP burst; falling behind only shortens a clip's start.
     let subscription = hub.subscribe("recorder", 250);
+    let buffered = hub.metrics().recorder_buffered.clone();
     let mut cutter = ClipCutter::new(settings.pre_roll, settings.post_roll, settings.max_clip);
     let rel_dir = PathBuf::from("clips").join(&camera);
     if let Err(e) = std::fs::create_dir_all(data_dir.join(&rel_dir)) {
@@ -98,7 +99,10 @@ pub async fn run(
                 Some(d) => cutter.push(d.unit),
                 None => break,
             },
-            _ = tick.tick() => cutter.flush(Instant::now()),
+            _ = tick.tick() => {
+                buffered.set(cutter.buffered_bytes() as i64);
+                cutter.flush(Instant::now())
+            }
         };
         for clip in finished {
             start_write(&mut writes, clip);

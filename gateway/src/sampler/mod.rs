@@ -65,7 +65,9 @@ pub async fn run(
             }
         }
         let Some(dec) = decoder.as_ref() else { continue };
-        if dec.backlog() > MAX_BACKLOG {
+        let backlog = dec.backlog();
+        metrics.decoder_backlog.set(backlog as i64);
+        if backlog > MAX_BACKLOG {
             // The decoder is behind real time (machine saturated): drop input rather than
             // queue it, resume at the next keyframe, and sample less so there is less
             // to decode.
