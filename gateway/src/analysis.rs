@@ -290,7 +290,7 @@ mod tests {
                     width: 640,
                     height: 360,
                     stride: 640 * 3,
-                    rgb: vec![0; 640 * 360 * 3],
+                    rgb: vec![0; 640 * 360 * 3].into(),
                     pts: t,
                     arrival: self.clock.monotonic(),
                     wall: self.clock.realtime(),

@@ -23,14 +23,18 @@ const ARENA_MAX: i32 = 4;
 /// Bounds what glibc's allocator keeps after a free; call first thing in `main`,
 /// before any thread starts.
 ///
-/// The gateway copies a 2.7 MB RGB picture (at 720p) for every sampled frame, on a
-/// decoder thread, and frees it on another. By default glibc raises its mmap threshold
-/// to the largest block freed so far, so after the first picture these copies come
-/// from the heaps. Each of up to 8 × cores per-thread arenas then keeps a share of
-/// them as free memory that it never returns. In a 70-minute soak the heap in use stayed
-/// at 135 MiB while the heap held free grew from 100 to 127 MiB. A fixed threshold
-/// sends every large block to its own mapping, which goes back to the system when it
-/// is freed. Fewer arenas bound what is left.
+/// By default glibc raises its mmap threshold to the largest block freed so far, so
+/// after the first large free, picture-sized blocks come from the heaps. A block made
+/// on one thread and freed on another then stays as free space in its arena (up to
+/// 8 × cores of them), never returned: in a 70-minute soak, heap in use stayed at
+/// 135 MiB while the heap held free grew from 100 to 127 MiB. A fixed threshold gives
+/// every large block its own mapping, returned to the system when freed; four arenas
+/// bound what small blocks leave behind.
+///
+/// That makes a large allocation cost a system call and page faults, so the pictures
+/// do not go through the allocator per frame: the decoder fills its own pool's buffers
+/// (`sampler::Decoder`) and a sampled picture keeps the converter's buffer
+/// (`sampler::Pixels`).
 pub fn bound_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before other threads exist.

@@ -12,6 +12,43 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
+/// The RGB bytes of a picture: the decoder's own buffer, or a copy.
+pub enum Pixels {
+    /// The converter's buffer, mapped readable. Dropping it returns the buffer to the
+    /// converter's pool from whichever thread drops it, so no picture-sized block goes
+    /// through the allocator per sample.
+    Mapped { map: gst::MappedBuffer<gst::buffer::Readable>, len: usize },
+    /// Bytes owned here (tests, pictures made in memory).
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Pixels {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Pixels::Mapped { map, len } => &map.as_slice()[..*len],
+            Pixels::Owned(v) => v,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Pixels {
+    fn from(v: Vec<u8>) -> Self {
+        Pixels::Owned(v)
+    }
+}
+
+impl std::fmt::Debug for Pixels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Pixels::Mapped { .. } => "mapped",
+            Pixels::Owned(_) => "owned",
+        };
+        write!(f, "Pixels({kind}, {} bytes)", self.len())
+    }
+}
+
 /// A decoded picture in packed RGB.
 #[derive(Debug)]
 pub struct Picture {
@@ -21,8 +58,8 @@ pub struct Picture {
     pub height: u32,
     /// Bytes per row.
     pub stride: usize,
-    /// RGB8 rows.
-    pub rgb: Vec<u8>,
+    /// RGB8 rows, `stride * height` bytes.
+    pub rgb: Pixels,
     /// Presentation time on the gateway's media timeline.
     pub pts: Duration,
     /// When its access unit arrived from the camera.
@@ -55,7 +92,7 @@ impl Decoder {
         let pipeline = gst::parse::launch(
             "appsrc name=src is-live=true format=time do-timestamp=false \
                caps=video/x-h264,stream-format=byte-stream,alignment=au ! \
-             h264parse ! avdec_h264 name=dec max-threads=1 output-corrupt=false ! \
+             h264parse ! avdec_h264 name=dec max-threads=1 output-corrupt=false direct-rendering=false ! \
              videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false max-buffers=2 drop=true",
         )
         .map_err(|e| err(&e))?
@@ -70,6 +107,12 @@ impl Decoder {
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or_else(|| DecoderError("appsink missing".into()))?;
         let dec = pipeline.by_name("dec").ok_or_else(|| DecoderError("avdec_h264 missing".into()))?;
+        // `direct-rendering=false`: with direct rendering libav decodes into the output
+        // buffer and keeps a reference to it while the picture is a reference frame, so
+        // the base decoder copies every frame into a fresh 1.4 MB (720p) allocation to
+        // make it writable. Without it, libav decodes into its own recycled buffers and
+        // the picture is copied once into a buffer of the decoder's pool, which is
+        // recycled too: the same copy, without an allocation per frame.
         let keep: Pending = Arc::new(Mutex::new(HashMap::new()));
 
         // The decoder runs on appsrc's streaming thread: give it low priority once, so a
@@ -106,12 +149,10 @@ impl Decoder {
                     let Some((arrival, wall)) = pending.lock().ok().and_then(|mut m| m.remove(&pts_ns)) else {
                         return Ok(gst::FlowSuccess::Ok);
                     };
-                    let Ok(map) = buffer.map_readable() else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
                     let stride = info.stride().first().copied().unwrap_or(0).max(0) as usize;
                     let (width, height) = (info.width(), info.height());
-                    if stride < width as usize * 3 || map.len() < stride * height as usize {
+                    let len = stride * height as usize;
+                    if stride < width as usize * 3 || buffer.size() < len {
                         return Ok(gst::FlowSuccess::Ok);
                     }
                     if u64::from(width) * u64::from(height) > MAX_PIXELS {
@@ -119,11 +160,17 @@ impl Decoder {
                         // snapshot) would cost gigabytes; no camera sends one for real.
                         return Ok(gst::FlowSuccess::Ok);
                     }
+                    // The picture keeps the converter's buffer rather than a copy: a
+                    // 2.7 MB copy per sample (at 720p), made here and freed on a detection
+                    // thread, is what kept glibc's per-thread heaps growing.
+                    let Some(Ok(map)) = sample.buffer_owned().map(gst::Buffer::into_mapped_buffer_readable) else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
                     on_picture(Picture {
                         width,
                         height,
                         stride,
-                        rgb: map.as_slice()[..stride * height as usize].to_vec(),
+                        rgb: Pixels::Mapped { map, len },
                         pts: Duration::from_nanos(pts_ns),
                         arrival,
                         wall,
@@ -137,7 +184,7 @@ impl Decoder {
     }
 
     /// Feeds one access unit; when `keep` the decoded picture goes to the callback.
-    pub fn push(&self, data: &[u8], pts: Duration, arrival: Instant, wall: SystemTime, keep: bool) -> bool {
+    pub fn push(&self, data: Arc<[u8]>, pts: Duration, arrival: Instant, wall: SystemTime, keep: bool) -> bool {
         let pts_ns = pts.as_nanos() as u64;
         if keep && let Ok(mut m) = self.keep.lock() {
             // A picture the decoder never produced (corrupt input) must not pile up.
@@ -146,7 +193,7 @@ impl Decoder {
             }
             m.insert(pts_ns, (arrival, wall));
         }
-        let mut buffer = gst::Buffer::from_slice(data.to_vec());
+        let mut buffer = gst::Buffer::from_slice(data);
         if let Some(b) = buffer.get_mut() {
             b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
         }

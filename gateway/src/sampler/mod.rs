@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::hub::Hub;
-pub use decoder::{Decoder, Picture};
+pub use decoder::{Decoder, Picture, Pixels};
 pub use plan::{Action, DecodeMode, SamplePlan};
 
 /// Access units allowed to wait for the detection decoder before input is dropped.
@@ -75,7 +75,7 @@ pub async fn run(
             plan.resync();
             continue;
         }
-        let fed = dec.push(&unit.data, unit.pts, unit.arrival, unit.wall, action == Action::DecodeAndKeep);
+        let fed = dec.push(unit.data.clone(), unit.pts, unit.arrival, unit.wall, action == Action::DecodeAndKeep);
         metrics.detect_decoded.inc();
         if action == Action::DecodeAndKeep {
             metrics.sample_interval.set(plan.interval().as_secs_f64());
