@@ -1,7 +1,6 @@
 //! Wires the gateway together: cameras → hubs → live, and the HTTP server on top.
 
 use std::collections::BTreeMap;
-use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,13 +24,30 @@ use crate::rules::{ResolvedRule, Roles, RuleError};
 /// How long requests in flight may take to finish once shutdown begins.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
+/// Creates the data directory, or narrows an existing one, to its owner alone: it holds
+/// the event database, snapshots and clips of children's kitchens.
+fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create server.data_dir {}", dir.display()))?;
+    let mode = std::fs::metadata(dir).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o700);
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make server.data_dir {} private (mode 0700)", dir.display()))?;
+        warn!(dir = %dir.display(), was = format!("{mode:04o}"), "server.data_dir was readable by others; now 0700");
+    }
+    Ok(())
+}
+
 /// Runs the gateway until `shutdown` fires.
 pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<()> {
     gstreamer::init().context("cannot initialise GStreamer")?;
     str0m::crypto::from_feature_flags().install_process_default();
     let config = cfg.config;
-    std::fs::create_dir_all(&config.server.data_dir)
-        .with_context(|| format!("cannot create server.data_dir {}", config.server.data_dir.display()))?;
+    private_data_dir(&config.server.data_dir)?;
 
     let metrics = Arc::new(Metrics::new());
     let clock = crate::clock::real();
@@ -129,7 +145,7 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         cameras: cameras.clone(),
         live,
         metrics,
-        admin_token: Arc::from(config.auth.admin_token.as_str()),
+        admin_token: config.auth.admin_token.as_deref().map(Arc::from),
         ice_links: Arc::new(api::ice_links(&config.webrtc.ice_servers)),
         started: Instant::now(),
         events: store,
@@ -137,27 +153,49 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         data_dir: config.server.data_dir.clone(),
         detect_status,
         shutdown: shutdown.clone(),
+        auth_failures: Arc::new(Mutex::new(crate::access::throttle::Throttle::new(
+            crate::access::throttle::Policy::default(),
+        ))),
+        sse_streams: Arc::new(tokio::sync::Semaphore::new(config.server.max_event_streams)),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on server.listen {}", cfg.listen))?;
+    let metrics_listener = match cfg.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on server.metrics_listen {addr}"))?,
+        ),
+        None => None,
+    };
     info!(listen = %cfg.listen, cameras = cameras.len(), "mingchu ready");
     // Printed for scripts and tests that wait for the server; with port 0 in the config
     // these lines are the only way to learn the ports picked.
     println!("mingchu webrtc on udp {}", state.live.local_addr());
+    if let Some(m) = &metrics_listener {
+        println!("mingchu metrics on http://{}", m.local_addr()?);
+    }
     println!("mingchu listening on http://{}", listener.local_addr()?);
-    let server_stop = shutdown.clone();
-    let serve = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move { server_stop.cancelled().await })
-        .into_future();
-    tokio::pin!(serve);
-    tokio::select! {
-        r = &mut serve => r.context("HTTP server failed")?,
+    let limits = api::server::ConnLimits {
+        header_timeout: Duration::from_secs_f64(config.server.header_timeout_s),
+        idle_timeout: Duration::from_secs_f64(config.server.idle_timeout_s),
+        max_connections: config.server.max_connections,
         // A client that stops reading a download must not hold up the clips still
         // being written below.
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(HTTP_DRAIN).await } => {
-            warn!(after_s = HTTP_DRAIN.as_secs(), "HTTP requests still open at shutdown were dropped");
-        }
+        drain: HTTP_DRAIN,
+    };
+    let conn_metrics = api::server::ConnMetrics {
+        open: state.metrics.http_connections.clone(),
+        idle_closed: state.metrics.http_idle_closed.clone(),
+    };
+    let metrics_server = metrics_listener.map(|l| {
+        let router = api::metrics_router(state.clone());
+        tokio::spawn(api::server::serve(l, router, limits, api::server::ConnMetrics::default(), shutdown.clone()))
+    });
+    api::server::serve(listener, api::router(state), limits, conn_metrics, shutdown.clone()).await;
+    if let Some(m) = metrics_server {
+        let _ = m.await;
     }
 
     // Teardown order: HTTP is closed; stop ingest, then release viewers.

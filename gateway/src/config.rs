@@ -48,6 +48,7 @@ pub struct Config {
     /// HTTP server and storage.
     pub server: ServerConfig,
     /// API authentication.
+    #[serde(default)]
     pub auth: AuthConfig,
     /// WebRTC transport for live viewers.
     #[serde(default)]
@@ -55,6 +56,9 @@ pub struct Config {
     /// Camera ingest tuning.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// Premises the cameras are in.
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
     /// The cameras to pull.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -241,14 +245,56 @@ pub struct ServerConfig {
     /// Directory for the gateway's data. Default `./data`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// A request's headers must arrive within this many seconds. Default 10.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_s: f64,
+    /// A connection with nothing moving for this many seconds is closed. Default 60.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_s: f64,
+    /// Most HTTP connections open at once. Default 1024.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most event feeds (SSE) open at once. Default 64.
+    #[serde(default = "default_max_event_streams")]
+    pub max_event_streams: usize,
+    /// A separate listen address serving `/metrics` without a token (e.g.
+    /// `127.0.0.1:9464` for a local Prometheus). Unset: `/metrics` is on `listen` and
+    /// needs the admin token.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
 }
 
 /// `[auth]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Bearer token every `/api/*` request must carry. Required.
-    pub admin_token: String,
+    /// A machine token with the admin role, for scripts and the first start. Optional:
+    /// accounts (`mingchu user add`) and named machine tokens need none.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// A login session ends after this many hours without a request. Default 12.
+    #[serde(default = "default_session_idle_hours")]
+    pub session_idle_hours: f64,
+    /// A login session ends this many days after the login, used or not. Default 7.
+    #[serde(default = "default_session_max_days")]
+    pub session_max_days: f64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            admin_token: None,
+            session_idle_hours: default_session_idle_hours(),
+            session_max_days: default_session_max_days(),
+        }
+    }
+}
+
+fn default_session_idle_hours() -> f64 {
+    12.0
+}
+fn default_session_max_days() -> f64 {
+    7.0
 }
 
 /// `[webrtc]`.
@@ -328,6 +374,57 @@ pub struct CameraConfig {
     /// Whether to pull the camera. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// The `[[sites]]` id this camera belongs to. May be left out when there is one site
+    /// (or none: then every camera is in the built-in site `default`).
+    #[serde(default)]
+    pub site: String,
+}
+
+/// What kind of premises a site is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteKind {
+    /// A school canteen.
+    School,
+    /// A kindergarten's kitchen.
+    Kindergarten,
+    /// An elder-care home's kitchen.
+    ElderlyCare,
+    /// Anything else.
+    #[default]
+    Other,
+}
+
+/// One `[[sites]]` entry: one operator's premises.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Short id: letters, digits, `-` and `_`.
+    pub id: String,
+    /// Name shown to people, e.g. "阳光小学食堂".
+    pub name: String,
+    /// `school`, `kindergarten`, `elderly_care` or `other` (default).
+    #[serde(default)]
+    pub kind: SiteKind,
+    /// Street address.
+    #[serde(default)]
+    pub address: String,
+    /// District (区/县), for regulators' filters.
+    #[serde(default)]
+    pub district: String,
+    /// Who to call about this kitchen.
+    #[serde(default)]
+    pub contact: String,
+    /// IANA time zone of schedules and reports. Default `Asia/Shanghai`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+/// The site every camera is in when no `[[sites]]` are configured.
+pub const DEFAULT_SITE: &str = "default";
+
+fn default_timezone() -> String {
+    "Asia/Shanghai".into()
 }
 
 fn default_listen() -> String {
@@ -335,6 +432,18 @@ fn default_listen() -> String {
 }
 fn default_data_dir() -> PathBuf {
     "./data".into()
+}
+fn default_header_timeout() -> f64 {
+    10.0
+}
+fn default_idle_timeout() -> f64 {
+    60.0
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_event_streams() -> usize {
+    64
 }
 fn default_udp_listen() -> String {
     "127.0.0.1:8189".into()
@@ -382,6 +491,8 @@ pub struct Validated {
     pub listen: SocketAddr,
     /// `webrtc.udp_listen`, parsed.
     pub udp_listen: SocketAddr,
+    /// `server.metrics_listen`, parsed.
+    pub metrics_listen: Option<SocketAddr>,
     /// ICE host candidate addresses (each with the `udp_listen` port).
     pub candidates: Vec<SocketAddr>,
 }
@@ -428,8 +539,38 @@ impl Config {
             .listen
             .parse()
             .map_err(|_| invalid("server.listen", format!("`{}` is not an IP:port address", self.server.listen)))?;
-        if self.auth.admin_token.trim().len() < 8 {
+        let metrics_listen = match &self.server.metrics_listen {
+            None => None,
+            Some(m) => Some(
+                m.parse::<SocketAddr>()
+                    .map_err(|_| invalid("server.metrics_listen", format!("`{m}` is not an IP:port address")))?,
+            ),
+        };
+        let sv = &self.server;
+        for (key, v, min, max) in [
+            ("server.header_timeout_s", sv.header_timeout_s, 0.5, 300.0),
+            ("server.idle_timeout_s", sv.idle_timeout_s, 1.0, 3600.0),
+        ] {
+            if !(v.is_finite() && (min..=max).contains(&v)) {
+                return Err(invalid(key, format!("must be between {min} and {max} seconds")));
+            }
+        }
+        if !(1..=100_000).contains(&sv.max_connections) {
+            return Err(invalid("server.max_connections", "must be between 1 and 100000"));
+        }
+        if !(1..=10_000).contains(&sv.max_event_streams) {
+            return Err(invalid("server.max_event_streams", "must be between 1 and 10000"));
+        }
+        if let Some(t) = &self.auth.admin_token
+            && t.trim().len() < 8
+        {
             return Err(invalid("auth.admin_token", "must be at least 8 characters"));
+        }
+        if !(self.auth.session_idle_hours.is_finite() && (0.05..=720.0).contains(&self.auth.session_idle_hours)) {
+            return Err(invalid("auth.session_idle_hours", "must be between 0.05 and 720 hours"));
+        }
+        if !(self.auth.session_max_days.is_finite() && (0.01..=365.0).contains(&self.auth.session_max_days)) {
+            return Err(invalid("auth.session_max_days", "must be between 0.01 and 365 days"));
         }
         let udp_listen: SocketAddr = self.webrtc.udp_listen.parse().map_err(|_| {
             invalid("webrtc.udp_listen", format!("`{}` is not an IP:port address", self.webrtc.udp_listen))
@@ -520,10 +661,7 @@ impl Config {
         }
         let mut seen = std::collections::HashSet::new();
         for (i, cam) in self.cameras.iter().enumerate() {
-            let ok_id = !cam.id.is_empty()
-                && cam.id.len() <= 64
-                && cam.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !ok_id {
+            if !valid_id(&cam.id) {
                 return Err(invalid(
                     format!("cameras[{i}].id"),
                     format!("`{}` must be 1-64 letters, digits, `-` or `_`", cam.id),
@@ -537,13 +675,86 @@ impl Config {
             }
             check_rtsp_url(&cam.url).map_err(|m| invalid(format!("cameras[{i}].url"), m))?;
         }
-        for (i, id) in self.detect.cameras.iter().enumerate() {
-            if !self.cameras.iter().any(|c| &c.id == id) {
+        let mut site_ids = std::collections::HashSet::new();
+        for (i, site) in self.sites.iter().enumerate() {
+            if !valid_id(&site.id) {
+                return Err(invalid(
+                    format!("sites[{i}].id"),
+                    format!("`{}` must be 1-64 letters, digits, `-` or `_`", site.id),
+                ));
+            }
+            if !site_ids.insert(site.id.clone()) {
+                return Err(invalid(format!("sites[{i}].id"), format!("`{}` is used by another site", site.id)));
+            }
+            if site.name.trim().is_empty() {
+                return Err(invalid(format!("sites[{i}].name"), "must not be empty"));
+            }
+            if jiff::tz::TimeZone::get(&site.timezone).is_err() {
+                return Err(invalid(
+                    format!("sites[{i}].timezone"),
+                    format!("`{}` is not an IANA time zone", site.timezone),
+                ));
+            }
+        }
+        let mut config = self;
+        let only_site = match config.sites.as_slice() {
+            [] => Some(DEFAULT_SITE.to_owned()),
+            [one] => Some(one.id.clone()),
+            _ => None,
+        };
+        for (i, cam) in config.cameras.iter_mut().enumerate() {
+            if cam.site.is_empty() {
+                cam.site = only_site.clone().ok_or_else(|| {
+                    invalid(format!("cameras[{i}].site"), "required when more than one site is configured")
+                })?;
+            } else if !(site_ids.contains(cam.site.as_str()) || config.sites.is_empty() && cam.site == DEFAULT_SITE) {
+                return Err(invalid(format!("cameras[{i}].site"), format!("no site `{}` is configured", cam.site)));
+            }
+        }
+        let this = config;
+        for (i, id) in this.detect.cameras.iter().enumerate() {
+            if !this.cameras.iter().any(|c| &c.id == id) {
                 return Err(invalid(format!("detect.cameras[{i}]"), format!("no camera `{id}` is configured")));
             }
         }
-        Ok(Validated { config: self, listen, udp_listen, candidates })
+        Ok(Validated { config: this, listen, udp_listen, metrics_listen, candidates })
     }
+}
+
+/// Whether `id` is 1-64 letters, digits, `-` or `_` (ids appear in URLs and metrics).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The sites as configured, or the one built-in site when none are.
+pub fn sites(config: &Config) -> Vec<SiteConfig> {
+    if !config.sites.is_empty() {
+        return config.sites.clone();
+    }
+    vec![SiteConfig {
+        id: DEFAULT_SITE.into(),
+        name: "默认站点".into(),
+        kind: SiteKind::Other,
+        address: String::new(),
+        district: String::new(),
+        contact: String::new(),
+        timezone: default_timezone(),
+    }]
+}
+
+/// A warning when others than the owner and group can read the config file, which holds
+/// the admin token and camera passwords.
+pub fn readable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o004 != 0).then(|| {
+        format!(
+            "config {} is readable by every user (mode {mode:04o}) and holds the admin token and camera \
+             passwords; run `chmod 640 {}`",
+            path.display(),
+            path.display()
+        )
+    })
 }
 
 /// Checks that a camera URL is an RTSP URL with a host.
@@ -640,6 +851,51 @@ url = "rtsp://127.0.0.1:8554/cam1"
         assert!(parse(&bad_listen).unwrap_err().to_string().contains("server.listen"));
         let wildcard = format!("{GOOD}\n[webrtc]\nudp_listen = \"0.0.0.0:8189\"\n");
         assert!(parse(&wildcard).unwrap_err().to_string().contains("webrtc.candidates"));
+    }
+
+    #[test]
+    fn server_limits_are_checked_by_key() {
+        let v = parse(GOOD).expect("valid");
+        assert_eq!((v.config.server.header_timeout_s, v.config.server.max_connections), (10.0, 1024));
+        assert_eq!(v.metrics_listen, None);
+        for (line, key) in [
+            ("header_timeout_s = 0", "server.header_timeout_s"),
+            ("idle_timeout_s = nan", "server.idle_timeout_s"),
+            ("max_connections = 0", "server.max_connections"),
+            ("max_event_streams = 0", "server.max_event_streams"),
+            ("metrics_listen = \"localhost\"", "server.metrics_listen"),
+        ] {
+            let text = GOOD.replace("data_dir = \"./data\"", &format!("data_dir = \"./data\"\n{line}"));
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(key), "{line}: {err}");
+        }
+        let text = GOOD.replace("data_dir = \"./data\"", "data_dir = \"./data\"\nmetrics_listen = \"127.0.0.1:0\"");
+        assert_eq!(parse(&text).expect("valid").metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+    }
+
+    #[test]
+    fn cameras_belong_to_configured_sites() {
+        let v = parse(GOOD).expect("valid");
+        assert_eq!(v.config.cameras[0].site, DEFAULT_SITE, "no sites: the built-in one");
+        assert_eq!(sites(&v.config)[0].timezone, "Asia/Shanghai");
+        let one = format!("{GOOD}\n[[sites]]\nid = \"sunny\"\nname = \"阳光小学食堂\"\nkind = \"school\"\n");
+        let v = parse(&one).expect("valid");
+        assert_eq!(v.config.cameras[0].site, "sunny", "one site: cameras are in it");
+        let two = format!("{one}\n[[sites]]\nid = \"care\"\nname = \"敬老院\"\nkind = \"elderly_care\"\n");
+        let e = parse(&two).unwrap_err().to_string();
+        assert!(e.contains("cameras[0].site") && e.contains("more than one site"), "{e}");
+        let named = two
+            .replace("url = \"rtsp://127.0.0.1:8554/cam1\"", "url = \"rtsp://127.0.0.1:8554/cam1\"\nsite = \"care\"");
+        assert_eq!(parse(&named).expect("valid").config.cameras[0].site, "care");
+        let unknown = two
+            .replace("url = \"rtsp://127.0.0.1:8554/cam1\"", "url = \"rtsp://127.0.0.1:8554/cam1\"\nsite = \"nope\"");
+        assert!(parse(&unknown).unwrap_err().to_string().contains("no site `nope`"));
+        let tz = one.replace("kind = \"school\"", "kind = \"school\"\ntimezone = \"Mars/Olympus\"");
+        assert!(parse(&tz).unwrap_err().to_string().contains("sites[0].timezone"));
+        let kind = one.replace("kind = \"school\"", "kind = \"canteen\"");
+        assert!(parse(&kind).unwrap_err().to_string().contains("kind"));
+        let dup = format!("{one}\n[[sites]]\nid = \"sunny\"\nname = \"x\"\n");
+        assert!(parse(&dup).unwrap_err().to_string().contains("sites[1].id"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! Data flow: camera → [`ingest`] → [`hub`] → [`live`] viewers; [`api`] on top.
 
+pub mod access;
 pub mod analysis;
 pub mod api;
 pub mod app;

@@ -21,6 +21,12 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     mingchu::memory::bound_allocator();
+    // Everything the gateway writes (the event database, snapshots, clips) is for its
+    // own user alone: files 0600, directories 0700.
+    // SAFETY: umask only sets this process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -38,6 +44,9 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = mingchu::config::Config::load(&cli.config)?;
+    if let Some(warning) = mingchu::config::readable_by_others(&cli.config) {
+        tracing::warn!("{warning}");
+    }
     if cli.check {
         let notes = mingchu::app::check_detection(&cfg.config)?;
         for note in &notes {

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub detect: DetectMetrics,
     /// Events (with their files) removed by retention.
     pub retention_removed: Counter,
+    /// HTTP connections open now.
+    pub http_connections: Gauge,
+    /// HTTP connections closed for being idle (or silent before their headers).
+    pub http_idle_closed: Counter,
 }
 
 /// Detection counters.
@@ -147,6 +151,14 @@ impl Metrics {
         );
         let detect = DetectMetrics::default();
         let retention_removed = Counter::default();
+        let http_connections = Gauge::default();
+        let http_idle_closed = Counter::default();
+        registry.register("http_connections", "HTTP connections open", http_connections.clone());
+        registry.register(
+            "http_idle_closed",
+            "HTTP connections closed because nothing moved on them for server.idle_timeout_s",
+            http_idle_closed.clone(),
+        );
         registry.register("detect_frames", "Pictures analysed by the detector", detect.frames.clone());
         registry.register("detect_skipped", "Pictures replaced by a newer one before analysis", detect.skipped.clone());
         registry.register(
@@ -186,6 +198,8 @@ impl Metrics {
             heap_free,
             detect,
             retention_removed,
+            http_connections,
+            http_idle_closed,
         }
     }
 

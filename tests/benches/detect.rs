@@ -76,7 +76,7 @@ fn detect_frames(metrics: &str) -> f64 {
 }
 
 async fn metrics(gw: &Gateway) -> anyhow::Result<String> {
-    Ok(reqwest::get(format!("{}/metrics", gw.base)).await?.text().await?)
+    Ok(reqwest::Client::new().get(format!("{}/metrics", gw.base)).bearer_auth(&gw.token).send().await?.text().await?)
 }
 
 /// N gateway cameras pulling one simulated 720p25 camera (one encoder serves them all,

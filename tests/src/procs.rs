@@ -54,11 +54,20 @@ pub fn detect_config_for(manifest: &str) -> String {
     )
 }
 
+/// Writes a config as an installer would: readable by its owner only. A file that
+/// exists keeps its mode.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
 /// Runs `mingchu --check` on `text`; returns whether it passed and what it printed on stderr.
 pub fn check_config(text: &str) -> (bool, String) {
     let dir = tempdir::TempDir::new("mingchu-check").expect("temp dir");
     let path = dir.path().join("check.toml");
-    std::fs::write(&path, text).expect("write config");
+    write_private(&path, text).expect("write config");
     let out = Command::new(binary("mingchu")).arg("--config").arg(&path).arg("--check").output().expect("run mingchu");
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -319,7 +328,7 @@ pub fn parse_sim_ready(line: &str) -> anyhow::Result<(u16, SocketAddr)> {
 
 /// The address after `prefix` in a gateway start-up line such as
 /// `mingchu listening on http://127.0.0.1:PORT`.
-fn parse_addr_after(lines: &[String], prefix: &str) -> anyhow::Result<SocketAddr> {
+pub fn parse_addr_after(lines: &[String], prefix: &str) -> anyhow::Result<SocketAddr> {
     let rest = lines
         .iter()
         .find_map(|l| l.strip_prefix(prefix))
@@ -402,7 +411,7 @@ impl Gateway {
     /// Starts mingchu with the config text in `dir` (its data dir is `dir/data`).
     pub fn start_in(dir: tempdir::TempDir, config: &str) -> anyhow::Result<Self> {
         let path = dir.path().join("mingchu.toml");
-        std::fs::write(&path, config)?;
+        write_private(&path, config)?;
         let mut cmd = Command::new(binary("mingchu"));
         let log = std::env::var("MINGCHU_LOG").unwrap_or_else(|_| "info,str0m=warn".into());
         cmd.arg("--config").arg(&path).current_dir(dir.path()).env("RUST_LOG", log);
@@ -446,7 +455,7 @@ impl Gateway {
 
     /// The Prometheus text of `GET /metrics`.
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        let resp = reqwest::Client::new().get(format!("{}/metrics", self.base)).send().await?;
+        let resp = reqwest::Client::new().get(format!("{}/metrics", self.base)).bearer_auth(&self.token).send().await?;
         let status = resp.status();
         let body = resp.text().await?;
         if !status.is_success() {

@@ -128,15 +128,22 @@ pub async fn clip(State(state): State<AppState>, EventId(id): EventId, req: Requ
 }
 
 /// `GET /api/events/stream`: Server-Sent Events, one `event` message per new or changed event.
-pub async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+pub async fn stream(
+    State(state): State<AppState>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let permit = state.sse_streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many event feeds are open; try again later")
+    })?;
     let rx = state.event_feed.subscribe();
     let shutdown = state.shutdown.clone().cancelled_owned();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    // The permit travels with the stream and is released when the client goes.
+    let stream = futures_util::stream::unfold((rx, permit), |(mut rx, permit)| async move {
         loop {
             match rx.recv().await {
                 Ok(ev) => {
                     let data = serde_json::to_string(&ev).unwrap_or_default();
-                    return Some((Ok(SseEvent::default().event("event").id(ev.id.to_string()).data(data)), rx));
+                    let msg = SseEvent::default().event("event").id(ev.id.to_string()).data(data);
+                    return Some((Ok(msg), (rx, permit)));
                 }
                 // A slow reader skips what it missed rather than stalling the feed.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -146,5 +153,5 @@ pub async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Res
     });
     // Graceful shutdown waits for open responses: the feed must end with the gateway.
     let stream = futures_util::StreamExt::take_until(stream, shutdown);
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

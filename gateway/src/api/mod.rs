@@ -3,6 +3,8 @@
 mod auth;
 mod error;
 mod events;
+mod headers;
+pub mod server;
 mod whep;
 
 use std::collections::BTreeMap;
@@ -30,8 +32,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// The token `/api/*` requires.
-    pub admin_token: Arc<str>,
+    /// `auth.admin_token`, when configured.
+    pub admin_token: Option<Arc<str>>,
     /// `Link` headers naming STUN/TURN servers for viewers.
     pub ice_links: Arc<Vec<HeaderValue>>,
     /// When the gateway started.
@@ -46,6 +48,10 @@ pub struct AppState {
     pub detect_status: Arc<std::sync::Mutex<serde_json::Value>>,
     /// Fires at shutdown; long-lived responses (the SSE feed) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Wrong-token back-off per client address.
+    pub auth_failures: Arc<std::sync::Mutex<crate::access::throttle::Throttle<std::net::IpAddr>>>,
+    /// Open SSE feeds: each holds a permit, so their number is bounded.
+    pub sse_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -65,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/cameras", get(list_cameras))
         .route("/cameras/{id}", get(get_camera))
-        .route("/cameras/{id}/whep", post(whep::offer).layer(DefaultBodyLimit::max(64 * 1024)))
+        .route("/cameras/{id}/whep", post(whep::offer))
         .route("/cameras/{id}/whep/{session}", axum::routing::delete(whep::end).patch(whep::patch))
         .route("/events", get(events::list))
         .route("/events/stream", get(events::stream))
@@ -74,17 +80,33 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}/clip.mp4", get(events::clip))
         .fallback(|| async { ApiError::not_found("no such API route") })
         // `layer`, not `route_layer`: unknown /api paths need the token too.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        // Every API body is small (an SDP offer, a review); nothing needs more.
+        .layer(DefaultBodyLimit::max(64 * 1024));
+    // On the main listener metrics need the token; `server.metrics_listen` serves them
+    // open on an address of their own (see `metrics_router`).
+    let metrics_route = get(metrics).layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .nest("/api", api)
-        .route("/metrics", get(metrics))
+        .route("/metrics", metrics_route)
         .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("../../../web/index.html")) }))
-        .route(
-            "/whep.js",
-            get(|| async { page("text/javascript; charset=utf-8", include_str!("../../../web/whep.js")) }),
-        )
+        .route("/app.js", get(|| async { page(JS, include_str!("../../../web/app.js")) }))
+        .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("../../../web/app.css")) }))
+        .route("/whep.js", get(|| async { page(JS, include_str!("../../../web/whep.js")) }))
+        .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
 }
+
+/// `/metrics` alone, for a listener of its own (`server.metrics_listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("only /metrics is served here") })
+        .layer(axum::middleware::from_fn(headers::secure))
+        .with_state(state)
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
 
 fn page(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()

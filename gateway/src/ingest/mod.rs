@@ -329,6 +329,7 @@ mod tests {
             url: "rtsp://127.0.0.1:1/cam1".into(),
             transport: Transport::Tcp,
             enabled: true,
+            site: "default".into(),
         };
         let hub = Hub::new(HubLimits::default(), Metrics::new().camera("cam1"));
         let camera = Arc::new(Camera::new(config, hub, clock.clone()));

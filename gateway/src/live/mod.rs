@@ -1,12 +1,13 @@
 //! Live view over WebRTC (WHEP): the camera's own H.264, forwarded to each viewer.
 //!
 //! All viewers share one UDP socket. A reader task routes each datagram to its session by
-//! source address, learning new addresses from the ICE username in STUN requests. Each
-//! session runs on its own task with its own hub queue.
+//! source address, learning new addresses from STUN requests that name the session's ICE
+//! username and carry a valid MESSAGE-INTEGRITY for its password. Each session runs on
+//! its own task with its own hub queue.
 
 mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -58,9 +59,16 @@ pub struct LiveSettings {
     pub max_viewers: usize,
 }
 
+/// Addresses one session may be reached at; a newer binding evicts the oldest.
+const MAX_ADDRS_PER_SESSION: usize = 8;
+
 struct SessionEntry {
     camera: String,
     ufrag: String,
+    /// The local ICE password: a STUN request must be signed with it to bind an address.
+    pass: String,
+    /// Bound source addresses, oldest first.
+    addrs: VecDeque<SocketAddr>,
     inbox: mpsc::Sender<Datagram>,
     cancel: CancellationToken,
 }
@@ -70,6 +78,31 @@ struct Routes {
     sessions: HashMap<String, SessionEntry>,
     by_ufrag: HashMap<String, String>,
     by_addr: HashMap<SocketAddr, String>,
+}
+
+impl Routes {
+    /// Binds `source` to session `id` when `request` is signed with its ICE password;
+    /// the session's oldest address goes when it has too many.
+    fn bind(&mut self, id: &str, source: SocketAddr, request: &[u8]) -> bool {
+        let Some(s) = self.sessions.get_mut(id) else { return false };
+        if !stun_request_signed(request, &s.pass) {
+            return false;
+        }
+        if let Some(old) = self.by_addr.insert(source, id.to_owned())
+            && let Some(prev) = self.sessions.get_mut(&old)
+        {
+            prev.addrs.retain(|a| *a != source);
+        }
+        let Some(s) = self.sessions.get_mut(id) else { return false };
+        s.addrs.retain(|a| *a != source);
+        s.addrs.push_back(source);
+        while s.addrs.len() > MAX_ADDRS_PER_SESSION {
+            if let Some(gone) = s.addrs.pop_front() {
+                self.by_addr.remove(&gone);
+            }
+        }
+        true
+    }
 }
 
 /// The WHEP service: creates, routes and ends viewer sessions.
@@ -148,7 +181,7 @@ impl Live {
         if self.viewer_count() >= self.settings.max_viewers {
             return Err(LiveError::Full(self.settings.max_viewers));
         }
-        let Answered { rtc, ufrag, answer } = answer_offer(offer, &self.cert, &self.settings.candidates)?;
+        let Answered { rtc, ufrag, pass, answer } = answer_offer(offer, &self.cert, &self.settings.candidates)?;
 
         let id = new_session_id();
         let (tx, rx) = mpsc::channel(256);
@@ -162,7 +195,14 @@ impl Live {
             routes.by_ufrag.insert(ufrag.clone(), id.clone());
             routes.sessions.insert(
                 id.clone(),
-                SessionEntry { camera: camera.config.id.clone(), ufrag, inbox: tx, cancel: cancel.clone() },
+                SessionEntry {
+                    camera: camera.config.id.clone(),
+                    ufrag,
+                    pass,
+                    addrs: VecDeque::new(),
+                    inbox: tx,
+                    cancel: cancel.clone(),
+                },
             );
         }
         let viewer = session::Viewer {
@@ -204,8 +244,12 @@ impl Live {
         let mut routes = lock(&self.routes);
         if let Some(s) = routes.sessions.remove(id) {
             routes.by_ufrag.remove(&s.ufrag);
+            for a in s.addrs {
+                if routes.by_addr.get(&a).is_some_and(|v| v == id) {
+                    routes.by_addr.remove(&a);
+                }
+            }
         }
-        routes.by_addr.retain(|_, v| v != id);
     }
 
     async fn route_datagrams(self: Arc<Self>) {
@@ -223,13 +267,14 @@ impl Live {
             let at = Instant::now();
             let mut routes = lock(&self.routes);
             let mut target = routes.by_addr.get(&source).cloned();
-            if let Some(ufrag) = stun_local_ufrag(data) {
-                // A STUN request names our ufrag: it (re)binds the viewer's address,
-                // e.g. after a phone moved from Wi-Fi to mobile data.
-                if let Some(id) = routes.by_ufrag.get(&ufrag).cloned() {
-                    if target.as_deref() != Some(id.as_str()) {
-                        routes.by_addr.insert(source, id.clone());
-                    }
+            if let Some(ufrag) = stun_local_ufrag(data)
+                && let Some(id) = routes.by_ufrag.get(&ufrag).cloned()
+                && target.as_deref() != Some(id.as_str())
+            {
+                // A signed STUN request for our ufrag (re)binds the viewer's address, e.g.
+                // after a phone moved from Wi-Fi to mobile data. Unsigned or forged ones
+                // bind nothing: only the viewer that got the answer knows the password.
+                if routes.bind(&id, source, data) {
                     target = Some(id);
                 }
             }
@@ -271,6 +316,32 @@ pub fn stun_local_ufrag(data: &[u8]) -> Option<String> {
     Some(local.to_owned())
 }
 
+/// Whether a STUN request carries a valid MESSAGE-INTEGRITY for `password`.
+pub fn stun_request_signed(data: &[u8], password: &str) -> bool {
+    let Ok(msg) = StunMessage::parse(data) else { return false };
+    msg.verify(password.as_bytes(), |key, parts| {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
+        for p in parts {
+            ctx.update(p);
+        }
+        let tag = ctx.sign();
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&tag.as_ref()[..20]);
+        out
+    })
+}
+
+/// ICE credentials from the operating system's CSPRNG: str0m's own come from a
+/// non-cryptographic generator, and the password is what keeps others from binding a
+/// viewer's session.
+fn new_ice_creds() -> IceCreds {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let mut word = |n: usize| -> String { (0..n).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect() };
+    IceCreds { ufrag: word(16), pass: word(24) }
+}
+
 /// A viewer's WHEP offer, checked and parsed; errors are one line.
 pub fn parse_offer(offer: &str) -> Result<SdpOffer, LiveError> {
     check_offer(offer)?;
@@ -283,14 +354,16 @@ pub struct Answered {
     pub rtc: Rtc,
     /// Its local ICE ufrag, which the viewer's STUN requests name.
     pub ufrag: String,
+    /// Its local ICE password, which signs the viewer's STUN requests.
+    pub pass: String,
     /// The SDP answer.
     pub answer: String,
 }
 
 /// Answers `offer` with a new ICE-lite, H.264-only peer offering `candidates`.
 pub fn answer_offer(offer: SdpOffer, cert: &DtlsCert, candidates: &[SocketAddr]) -> Result<Answered, LiveError> {
-    let creds = IceCreds::new();
-    let ufrag = creds.ufrag.clone();
+    let creds = new_ice_creds();
+    let (ufrag, pass) = (creds.ufrag.clone(), creds.pass.clone());
     let mut rtc: Rtc = RtcConfig::new()
         .set_ice_lite(true)
         .set_local_ice_credentials(creds)
@@ -311,7 +384,7 @@ pub fn answer_offer(offer: SdpOffer, cert: &DtlsCert, candidates: &[SocketAddr])
     if !answer.lines().any(|l| l.starts_with("m=video") && !l.starts_with("m=video 0 ")) {
         return Err(LiveError::BadOffer("no video section could be negotiated with H.264".into()));
     }
-    Ok(Answered { rtc, ufrag, answer })
+    Ok(Answered { rtc, ufrag, pass, answer })
 }
 
 /// Cheap checks that give a clearer reason than the SDP parser for common mistakes.
@@ -406,7 +479,78 @@ mod tests {
         assert_eq!(stun_local_ufrag(&[0x00; 10]), None);
         assert_eq!(stun_local_ufrag(&[0x00; 64]), None);
     }
-}
 
-#[cfg(test)]
-mod props;
+    fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
+        for p in parts {
+            ctx.update(p);
+        }
+        let mut out = [0u8; 20];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    /// A binding request from a viewer, signed with `password` when given.
+    fn request(username: &str, password: Option<&str>) -> Vec<u8> {
+        let msg = StunMessage::binding_request(username, str0m::ice::TransId::new(), true, 7, 100, false);
+        let mut buf = vec![0u8; 512];
+        let n = msg.to_bytes(password.map(str::as_bytes), &mut buf, hmac).expect("serialises");
+        buf.truncate(n);
+        buf
+    }
+
+    fn routes_with(id: &str, ufrag: &str, pass: &str) -> Routes {
+        let (tx, _rx) = mpsc::channel(1);
+        let mut r = Routes::default();
+        r.by_ufrag.insert(ufrag.into(), id.into());
+        r.sessions.insert(
+            id.into(),
+            SessionEntry {
+                camera: "cam1".into(),
+                ufrag: ufrag.into(),
+                pass: pass.into(),
+                addrs: VecDeque::new(),
+                inbox: tx,
+                cancel: CancellationToken::new(),
+            },
+        );
+        r
+    }
+
+    #[test]
+    fn only_a_request_signed_with_the_session_password_binds_an_address() {
+        let mut r = routes_with("s1", "localufrag", "the-local-password-24ch");
+        let viewer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let unsigned = request("localufrag:remote", None);
+        assert_eq!(stun_local_ufrag(&unsigned), None, "an unsigned request is not even read");
+        assert!(!r.bind("s1", viewer, &unsigned), "unsigned request");
+        let wrong = request("localufrag:remote", Some("a-guessed-password"));
+        assert_eq!(stun_local_ufrag(&wrong).as_deref(), Some("localufrag"), "it names the session");
+        assert!(!r.bind("s1", viewer, &wrong), "signed with another password");
+        assert!(r.by_addr.is_empty());
+        let good = request("localufrag:remote", Some("the-local-password-24ch"));
+        assert!(r.bind("s1", viewer, &good));
+        assert_eq!(r.by_addr.get(&viewer).map(String::as_str), Some("s1"));
+    }
+
+    #[test]
+    fn a_session_keeps_at_most_a_few_addresses() {
+        let mut r = routes_with("s1", "u", "the-local-password-24ch");
+        let good = request("u:remote", Some("the-local-password-24ch"));
+        for port in 1000..1100u16 {
+            assert!(r.bind("s1", SocketAddr::from(([127, 0, 0, 1], port)), &good));
+        }
+        assert_eq!(r.by_addr.len(), MAX_ADDRS_PER_SESSION);
+        assert!(r.by_addr.contains_key(&SocketAddr::from(([127, 0, 0, 1], 1099))), "the newest stays");
+    }
+
+    #[test]
+    fn ice_credentials_are_long_and_distinct() {
+        let a = new_ice_creds();
+        let b = new_ice_creds();
+        assert_eq!((a.ufrag.len(), a.pass.len()), (16, 24));
+        assert_ne!(a.pass, b.pass);
+        assert!(a.pass.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

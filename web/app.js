@@ -1,0 +1,133 @@
+// The live page: a WHEP player per camera, the violations list and the review dialog.
+import { WhepPlayer } from './whep.js';
+
+const grid = document.getElementById('grid');
+const tokenInput = document.getElementById('token');
+tokenInput.value = localStorage.getItem('mingchu.token') || '';
+const players = [];
+
+const labels = { connecting: '连接中 connecting', live: '直播 live', reconnecting: '重连中 reconnecting', error: '错误 error' };
+
+async function show() {
+  const token = tokenInput.value.trim();
+  localStorage.setItem('mingchu.token', token);
+  for (const p of players.splice(0)) await p.stop();
+  const resp = await fetch('/api/cameras', { headers: { Authorization: `Bearer ${token}` } });
+  if (!resp.ok) {
+    grid.innerHTML = '';
+    const p = document.createElement('p');
+    p.className = 'hint';
+    p.textContent = resp.status === 401 ? '令牌无效 The token is not valid.' : `HTTP ${resp.status}`;
+    grid.append(p);
+    return;
+  }
+  const cameras = await resp.json();
+  grid.innerHTML = '';
+  for (const cam of cameras) {
+    const fig = document.createElement('figure');
+    const video = document.createElement('video');
+    video.muted = true; video.playsInline = true; video.autoplay = true;
+    video.dataset.camera = cam.id;
+    const cap = document.createElement('figcaption');
+    const name = document.createElement('span');
+    name.textContent = cam.name;
+    const state = document.createElement('span');
+    state.className = 'state';
+    cap.append(name, state);
+    fig.append(video, cap);
+    grid.append(fig);
+    const player = new WhepPlayer(video, {
+      url: new URL(cam.whep, location.href).toString(),
+      token,
+      onState: (s, detail) => { state.className = `state ${s}`; state.textContent = (labels[s] || s) + (detail ? `: ${detail}` : ''); },
+    });
+    players.push(player);
+    player.start();
+  }
+  showEvents(cameras);
+}
+
+const ruleNames = { animal_in_kitchen: '动物出没 Animal', phone_use: '玩手机 Phone use', person_in_kitchen: '人员 Person',
+  no_chef_hat: '未戴厨师帽 No chef hat', no_mask: '未戴口罩 No mask', smoking: '吸烟 Smoking', after_hours: '非工作时间有人 After hours' };
+const statusNames = { new: '待审 new', confirmed: '已确认 confirmed', dismissed: '误报 dismissed' };
+const eventItems = new Map();
+let feed = null;
+let cameraNames = {};
+
+function media(path) {
+  return `${path}?access_token=${encodeURIComponent(tokenInput.value.trim())}`;
+}
+
+function renderEvent(ev) {
+  let li = eventItems.get(ev.id);
+  if (!li) {
+    li = document.createElement('li');
+    eventItems.set(ev.id, li);
+    document.getElementById('event-list').prepend(li);
+    li.addEventListener('click', () => openReview(li.event));
+  }
+  li.event = ev;
+  li.innerHTML = '';
+  const img = document.createElement('img');
+  img.alt = '';
+  if (ev.has_snapshot) img.src = media(`/api/events/${ev.id}/snapshot.jpg`);
+  const text = document.createElement('div');
+  const title = document.createElement('div');
+  title.className = `sev-${ev.severity}`;
+  title.textContent = ruleNames[ev.rule] || ev.rule;
+  const badge = document.createElement('span');
+  badge.className = 'badge';
+  badge.textContent = statusNames[ev.status] || ev.status;
+  title.append(badge);
+  const meta = document.createElement('small');
+  meta.textContent = `${cameraNames[ev.camera] || ev.camera} · ${new Date(ev.start_ms).toLocaleString()} · ${Math.round(ev.peak_confidence * 100)}%`;
+  text.append(title, meta);
+  li.append(img, text);
+}
+
+function openReview(ev) {
+  const dlg = document.getElementById('review');
+  dlg.dataset.id = ev.id;
+  document.getElementById('review-title').textContent = `${ruleNames[ev.rule] || ev.rule} · ${cameraNames[ev.camera] || ev.camera}`;
+  const clip = document.getElementById('review-clip');
+  clip.poster = ev.has_snapshot ? media(`/api/events/${ev.id}/snapshot.jpg`) : '';
+  clip.src = ev.clip_state === 'ready' ? media(`/api/events/${ev.id}/clip.mp4`) : '';
+  document.getElementById('review-meta').textContent = ev.clip_state === 'ready' ? '' : '录像生成中 The clip is being recorded…';
+  document.getElementById('review-note').value = ev.note || '';
+  dlg.showModal();
+}
+
+async function review(status) {
+  const dlg = document.getElementById('review');
+  const resp = await fetch(`/api/events/${dlg.dataset.id}`, {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${tokenInput.value.trim()}` },
+    body: JSON.stringify({ status, note: document.getElementById('review-note').value }),
+  });
+  if (resp.ok) renderEvent(await resp.json());
+  dlg.close();
+}
+
+for (const b of document.querySelectorAll('#review [data-status]')) b.addEventListener('click', () => review(b.dataset.status));
+document.getElementById('review-close').addEventListener('click', () => document.getElementById('review').close());
+
+async function showEvents(cameras) {
+  cameraNames = Object.fromEntries(cameras.map((c) => [c.id, c.name]));
+  const token = tokenInput.value.trim();
+  const resp = await fetch('/api/events?limit=50', { headers: { Authorization: `Bearer ${token}` } });
+  if (!resp.ok) return;
+  document.getElementById('events').hidden = false;
+  for (const ev of (await resp.json()).reverse()) renderEvent(ev);
+  if (feed) feed.close();
+  feed = new EventSource(media('/api/events/stream'));
+  feed.addEventListener('event', (m) => renderEvent(JSON.parse(m.data)));
+}
+
+document.getElementById('go').addEventListener('click', show);
+tokenInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') show(); });
+// A phone that slept or switched networks: reconnect when the page is shown again.
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') for (const p of players) if (p.pc?.connectionState !== 'connected') p.connect();
+});
+window.addEventListener('pagehide', () => { for (const p of players) p.stop(); });
+if (tokenInput.value) show();
