@@ -4,7 +4,7 @@
 #   ./dev.sh test   set up, check formatting and lints, then build and run every test
 # Other:
 #   ./dev.sh setup  only install what is missing
-#   ./dev.sh bench  run the relay, detection and soak benchmarks (target/bench/*.md)
+#   ./dev.sh bench  run the relay, detection, access and soak benchmarks (target/bench/*.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -93,28 +93,63 @@ admin_token = "$token"
 [webrtc]
 udp_listen = "127.0.0.1:8189"
 
+[[sites]]
+id = "sunny"
+name = "阳光小学食堂"
+kind = "school"
+district = "东城区"
+
+[[sites]]
+id = "redstar"
+name = "红星幼儿园"
+kind = "kindergarten"
+district = "东城区"
+
+[[sites]]
+id = "sunset"
+name = "夕阳红养老院"
+kind = "elderly_care"
+district = "西城区"
+
 [[cameras]]
 id = "cam1"
 name = "阳光小学 后厨"
+site = "sunny"
 url = "rtsp://127.0.0.1:8554/cam1"
 
 [[cameras]]
 id = "cam2"
 name = "阳光小学 备餐间"
 url = "rtsp://127.0.0.1:8554/cam2"
+site = "sunny"
 
 [[cameras]]
 id = "cam3"
 name = "红星幼儿园 厨房"
 url = "rtsp://127.0.0.1:8554/cam3"
+site = "redstar"
 
 [[cameras]]
 id = "cam4"
 name = "夕阳红养老院 厨房"
 url = "rtsp://127.0.0.1:8554/cam4"
+site = "sunset"
 TOML
   fi
+  chmod 600 data/demo.toml
   token=$(sed -n 's/^admin_token = "\(.*\)"/\1/p' data/demo.toml)
+  # Three accounts, made once; their passwords are shown this one time.
+  if ! ./target/release/mingchu --config data/demo.toml user list 2>/dev/null | grep -q .; then
+    local spec role name sites pw
+    for spec in "admin:admin:" "regulator:wang:*" "reviewer:li:sunny"; do
+      IFS=: read -r role name sites <<<"$spec"
+      pw=$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n')
+      if printf '%s\n' "$pw" | ./target/release/mingchu --config data/demo.toml \
+          user add --role "$role" --sites "$sites" --password-stdin "$name" >/dev/null; then
+        say "account $name ($role${sites:+, sites $sites}): password $pw"
+      fi
+    done
+  fi
   trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
   # Every camera plays the built-in kitchen scene (a person with a phone, then a cat),
   # staggered so events keep coming; the gateway runs the default model on each.
@@ -123,7 +158,7 @@ TOML
   sleep 1
   ./target/release/mingchu --config data/demo.toml &
   sleep 1
-  say "Mingchu is running: open http://127.0.0.1:8080/ and enter the token $token"
+  say "Mingchu is running: open http://127.0.0.1:8080/ and log in with an account above"
   say "API: curl -H 'Authorization: Bearer $token' http://127.0.0.1:8080/api/cameras   (Ctrl-C stops)"
   wait
 }
@@ -153,6 +188,7 @@ bench() {
   cargo build --release --locked --workspace --bins
   cargo bench --locked -p mingchu-e2e --bench relay
   cargo bench --locked -p mingchu-e2e --bench detect
+  cargo bench --locked -p mingchu-e2e --bench access
   cargo bench --locked -p mingchu-e2e --bench soak
 }
 

@@ -1,5 +1,6 @@
 // Minimal WHEP player: POST an SDP offer, apply the answer, DELETE on leave.
-// Reconnects by itself when the network blips or the phone wakes up.
+// Reconnects by itself when the network blips or the phone wakes up. On the gateway's own
+// pages the session cookie authenticates; elsewhere pass a bearer `token`.
 export class WhepPlayer {
   constructor(video, { url, token, onState = () => {} }) {
     this.video = video;
@@ -39,7 +40,7 @@ export class WhepPlayer {
       await pc.setLocalDescription(offer);
       const resp = await fetch(this.url, {
         method: 'POST',
-        headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${this.token}` },
+        headers: { 'Content-Type': 'application/sdp', ...this.auth() },
         body: offer.sdp,
       });
       if (resp.status !== 201) {
@@ -57,6 +58,10 @@ export class WhepPlayer {
     }
   }
 
+  auth() {
+    return this.token ? { Authorization: `Bearer ${this.token}` } : {};
+  }
+
   scheduleRetry() {
     if (this.stopped) return;
     clearTimeout(this.retryTimer);
@@ -69,7 +74,7 @@ export class WhepPlayer {
     if (this.location) {
       const loc = this.location;
       this.location = null;
-      fetch(loc, { method: 'DELETE', headers: { Authorization: `Bearer ${this.token}` }, keepalive: true }).catch(() => {});
+      fetch(loc, { method: 'DELETE', headers: this.auth(), keepalive: true }).catch(() => {});
     }
   }
 

@@ -141,6 +141,31 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
 
+    // Without accounts nobody but the config token could get in: refuse to start.
+    let access = crate::access::store::AccessStore::open(&config.server.data_dir)?;
+    let session_limits = session_limits(&config.auth);
+    match access.users() {
+        Ok(users) if users.is_empty() && config.auth.admin_token.is_none() => warn!(
+            "no accounts and no auth.admin_token: nobody can log in; create an admin with \
+             `mingchu --config FILE user add --role admin NAME`"
+        ),
+        _ => {}
+    }
+    let audit_keep_ms = (config.auth.audit_retention_days * 86_400_000.0) as i64;
+    tasks.spawn(prune_sessions(access.clone(), session_limits, audit_keep_ms, clock.clone(), shutdown.child_token()));
+    // The trail records each start with a digest of the config it ran with, so a changed
+    // config shows as a changed digest.
+    let started = crate::access::audit::Record {
+        actor: "gateway".into(),
+        action: "gateway_started",
+        target: cfg.path.display().to_string(),
+        detail: format!("config sha256 {}", cfg.digest),
+        ..Default::default()
+    };
+    if let Err(e) = access.record(&started, crate::clock::unix_ms(clock.realtime())) {
+        warn!(error = %e, "cannot write the audit trail");
+    }
+
     let state = AppState {
         cameras: cameras.clone(),
         live,
@@ -157,6 +182,14 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
             crate::access::throttle::Policy::default(),
         ))),
         sse_streams: Arc::new(tokio::sync::Semaphore::new(config.server.max_event_streams)),
+        access: access.clone(),
+        session_limits,
+        login_by_ip: Arc::new(Mutex::new(crate::access::throttle::Throttle::new(Default::default()))),
+        login_by_account: Arc::new(Mutex::new(crate::access::throttle::Throttle::new(Default::default()))),
+        secure_cookies: false,
+        sites: Arc::new(crate::config::sites(&config)),
+        clock: clock.clone(),
+        media: Arc::new(crate::access::media::MediaKeys::default()),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -212,6 +245,40 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     }
     info!("mingchu stopped");
     Ok(())
+}
+
+/// Login session limits from `[auth]`.
+pub fn session_limits(auth: &crate::config::AuthConfig) -> crate::access::store::SessionLimits {
+    crate::access::store::SessionLimits {
+        idle_ms: (auth.session_idle_hours * 3_600_000.0) as i64,
+        max_ms: (auth.session_max_days * 86_400_000.0) as i64,
+    }
+}
+
+/// Removes expired sessions and audit entries past their retention every hour.
+async fn prune_sessions(
+    access: crate::access::store::AccessStore,
+    limits: crate::access::store::SessionLimits,
+    audit_keep_ms: i64,
+    clock: crate::clock::Clock,
+    cancel: CancellationToken,
+) {
+    loop {
+        let now = crate::clock::unix_ms(clock.realtime());
+        let a = access.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            a.prune_sessions(now, limits)?;
+            a.prune_audit(now - audit_keep_ms)
+        })
+        .await;
+        if let Ok(Err(e)) = pruned {
+            warn!(error = %e, "cannot remove expired sessions or old audit entries");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
 }
 
 enum DetectStartError {

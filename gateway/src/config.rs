@@ -278,6 +278,13 @@ pub struct AuthConfig {
     /// A login session ends this many days after the login, used or not. Default 7.
     #[serde(default = "default_session_max_days")]
     pub session_max_days: f64,
+    /// Audit entries older than this many days are removed. Default 180.
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: f64,
+}
+
+fn default_audit_retention_days() -> f64 {
+    180.0
 }
 
 impl Default for AuthConfig {
@@ -286,6 +293,7 @@ impl Default for AuthConfig {
             admin_token: None,
             session_idle_hours: default_session_idle_hours(),
             session_max_days: default_session_max_days(),
+            audit_retention_days: default_audit_retention_days(),
         }
     }
 }
@@ -495,6 +503,10 @@ pub struct Validated {
     pub metrics_listen: Option<SocketAddr>,
     /// ICE host candidate addresses (each with the `udp_listen` port).
     pub candidates: Vec<SocketAddr>,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// SHA-256 of the file's text, hex (the audit trail shows config changes by it).
+    pub digest: String,
 }
 
 impl Config {
@@ -511,7 +523,13 @@ impl Config {
         let mut config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new("")));
-        config.validate()
+        let mut v = config.validate()?;
+        v.path = path.to_owned();
+        v.digest = {
+            use sha2::Digest;
+            sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        };
+        Ok(v)
     }
 
     /// Makes relative paths relative to `config_dir` (where the file is), so the gateway
@@ -566,11 +584,14 @@ impl Config {
         {
             return Err(invalid("auth.admin_token", "must be at least 8 characters"));
         }
-        if !(self.auth.session_idle_hours.is_finite() && (0.05..=720.0).contains(&self.auth.session_idle_hours)) {
-            return Err(invalid("auth.session_idle_hours", "must be between 0.05 and 720 hours"));
+        if !(self.auth.session_idle_hours.is_finite() && (0.001..=720.0).contains(&self.auth.session_idle_hours)) {
+            return Err(invalid("auth.session_idle_hours", "must be between 0.001 and 720 hours"));
         }
         if !(self.auth.session_max_days.is_finite() && (0.01..=365.0).contains(&self.auth.session_max_days)) {
             return Err(invalid("auth.session_max_days", "must be between 0.01 and 365 days"));
+        }
+        if !(self.auth.audit_retention_days.is_finite() && (1.0..=3650.0).contains(&self.auth.audit_retention_days)) {
+            return Err(invalid("auth.audit_retention_days", "must be between 1 and 3650 days"));
         }
         let udp_listen: SocketAddr = self.webrtc.udp_listen.parse().map_err(|_| {
             invalid("webrtc.udp_listen", format!("`{}` is not an IP:port address", self.webrtc.udp_listen))
@@ -717,7 +738,15 @@ impl Config {
                 return Err(invalid(format!("detect.cameras[{i}]"), format!("no camera `{id}` is configured")));
             }
         }
-        Ok(Validated { config: this, listen, udp_listen, metrics_listen, candidates })
+        Ok(Validated {
+            config: this,
+            listen,
+            udp_listen,
+            metrics_listen,
+            candidates,
+            path: PathBuf::new(),
+            digest: String::new(),
+        })
     }
 }
 

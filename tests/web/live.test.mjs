@@ -12,7 +12,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -28,6 +28,9 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOT_DIR = path.join(ROOT, 'target/web-test');
 const VERBOSE = !!process.env.E2E_VERBOSE;
 const TOKEN = 'web-e2e-test-token';
+// The account the page logs in with: the site's own reviewer.
+const USER = 'li.reviewer';
+const PASSWORD = '厨房安全-web-e2e-pass';
 const CAMERA_NAME = '阳光小学 后厨';
 const WIDTH = 640;
 const HEIGHT = 360;
@@ -249,7 +252,13 @@ describe('live page in Chromium', { timeout: 120_000 }, () => {
       '',
     ].join('\n');
     const configPath = path.join(tmp, 'mingchu.toml');
-    fs.writeFileSync(configPath, config);
+    fs.writeFileSync(configPath, config, { mode: 0o600 });
+    const added = spawnSync(
+      path.join(BIN_DIR, 'mingchu'),
+      ['--config', configPath, 'user', 'add', '--role', 'reviewer', '--sites', 'default', '--password-stdin', USER],
+      { input: `${PASSWORD}\n`, encoding: 'utf8' },
+    );
+    assert.equal(added.status, 0, `mingchu user add: ${added.stderr}`);
     gw = await startProc('mingchu', path.join(BIN_DIR, 'mingchu'), ['--config', configPath], {
       ready: 'mingchu listening on',
       cwd: tmp,
@@ -292,18 +301,23 @@ describe('live page in Chromium', { timeout: 120_000 }, () => {
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  test('a wrong token shows 令牌无效', async () => {
+  async function logIn(page, password) {
+    await page.locator('#name').fill(USER);
+    await page.locator('#password').fill(password);
+    await page.locator('#go').click();
+  }
+
+  test('a wrong password shows 账号或密码错误 and no video', async () => {
     const context = await phoneContext();
     const page = await context.newPage();
     watch(page);
     try {
       await withDiagnostics(page, async () => {
         await page.goto(`${base}/`);
-        await page.locator('#token').fill('not-the-token');
-        await page.locator('#go').click();
+        await logIn(page, 'not-the-password');
         const hint = page.locator('#grid .hint');
-        await hint.filter({ hasText: '令牌无效' }).waitFor({ timeout: 5_000 });
-        assert.equal(await page.locator('#grid video').count(), 0, 'no video with a wrong token');
+        await hint.filter({ hasText: '账号或密码错误' }).waitFor({ timeout: 5_000 });
+        assert.equal(await page.locator('#grid video').count(), 0, 'no video with a wrong password');
       });
     } finally {
       await context.close();
@@ -318,9 +332,8 @@ describe('live page in Chromium', { timeout: 120_000 }, () => {
     watch(page);
     await withDiagnostics(page, async () => {
       await page.goto(`${base}/`);
-      await page.locator('#token').fill(TOKEN);
       const clicked = Date.now();
-      await page.locator('#go').click();
+      await logIn(page, PASSWORD);
 
       const video = page.locator('video[data-camera="cam1"]');
       await video.waitFor({ state: 'attached', timeout: 5_000 });
@@ -393,6 +406,14 @@ describe('live page in Chromium', { timeout: 120_000 }, () => {
       await state.and(page.locator('.state.live')).waitFor({ timeout: 5_000 });
       assert.equal(await state.getAttribute('class'), 'state live');
       assert.match(await state.textContent(), /直播|live/);
+
+      // logged in as the reviewer, by name and role
+      assert.match(await page.locator('#whoami').textContent(), /li\.reviewer.*reviewer/);
+      // the session is a cookie the page's scripts cannot read
+      const cookies = await context.cookies();
+      const session = cookies.find((c) => c.name === 'mingchu_session');
+      assert.ok(session?.httpOnly, `HttpOnly session cookie: ${JSON.stringify(cookies)}`);
+      assert.equal(await page.evaluate(() => document.cookie), '', 'not visible to scripts');
 
       // one viewer, as the gateway sees it
       const cam = await camera('cam1');

@@ -5,6 +5,8 @@
 //! what it may see is narrowed by [`Principal::sees_site`]. A resource outside the scope
 //! is answered as if it did not exist.
 
+pub mod audit;
+pub mod media;
 pub mod password;
 pub mod store;
 pub mod throttle;
@@ -141,7 +143,7 @@ impl Role {
 }
 
 /// Who is asking.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Who {
     /// A person logged in with a password.
@@ -175,7 +177,7 @@ impl Who {
 
 /// The identity every request runs as, made by the API's authentication from a session
 /// cookie or a bearer token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// Who.
     pub who: Who,

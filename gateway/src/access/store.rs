@@ -93,7 +93,8 @@ pub struct SessionLimits {
 /// Machine tokens start with this, so a leaked one is recognisable in logs and scanners.
 pub const TOKEN_PREFIX: &str = "mct_";
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE COLLATE NOCASE,
@@ -123,7 +124,26 @@ CREATE TABLE tokens (
     last_used_ms INTEGER,
     revoked_ms INTEGER
 );
-"#];
+"#,
+    r#"
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    client TEXT NOT NULL DEFAULT '',
+    action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    site TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    ended_ms INTEGER
+);
+CREATE INDEX audit_at ON audit(at_ms);
+CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
+    WHEN OLD.ended_ms IS NOT NULL OR NEW.at_ms != OLD.at_ms OR NEW.actor != OLD.actor
+      OR NEW.action != OLD.action OR NEW.target != OLD.target OR NEW.detail != OLD.detail
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+"#,
+];
 
 /// A fresh secret: 256 random bits as 64 hex digits.
 pub fn new_secret() -> String {
@@ -199,7 +219,7 @@ impl AccessStore {
         Ok(Self { conn: Arc::new(Mutex::new(conn)), path })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, AccessError> {
+    pub(super) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, AccessError> {
         let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut c).map_err(|source| AccessError::Sqlite { path: self.path.clone(), source })
     }

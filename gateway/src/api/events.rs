@@ -13,8 +13,36 @@ use serde::Deserialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+use super::auth::{Can, ReadEvents};
 use super::{ApiError, AppState};
-use crate::events::{Event, Filter, Status, Store};
+use crate::access::{Action, Principal};
+use crate::events::{Event, Filter, Status, Store, Transition, workflow};
+
+/// An event as the API shows it: the stored row with its site and, for one event, its
+/// workflow history.
+#[derive(serde::Serialize)]
+pub struct EventView {
+    #[serde(flatten)]
+    event: Event,
+    /// The camera's site (None for a camera no longer configured).
+    site: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<Transition>>,
+}
+
+fn event_view(state: &AppState, event: Event, history: Option<Vec<Transition>>) -> EventView {
+    EventView { site: state.site_of(&event.camera), event, history }
+}
+
+/// Event `id` if the principal sees its camera; one outside the scope is "not found".
+async fn scoped(state: &AppState, p: &Principal, id: i64) -> Result<Event, ApiError> {
+    store(state)?
+        .get(id)
+        .await
+        .map_err(internal)?
+        .filter(|e| state.sees_camera_events(p, &e.camera))
+        .ok_or_else(|| ApiError::not_found(format!("no event {id}")))
+}
 
 /// An event id from the path; anything but a number is a 400 with the usual JSON error.
 pub struct EventId(pub i64);
@@ -47,16 +75,24 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 /// `GET /api/events?camera=&kind=&status=&from=&to=&limit=&before_id=`.
 pub async fn list(
     State(state): State<AppState>,
+    Can(p, _): Can<ReadEvents>,
     query: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::Json<Vec<Event>>, ApiError> {
-    let Query(filter) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    Ok(axum::Json(store(&state)?.list(filter).await.map_err(internal)?))
+) -> Result<axum::Json<Vec<EventView>>, ApiError> {
+    let Query(mut filter) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    filter.cameras = state.visible_cameras(&p);
+    let events = store(&state)?.list(filter).await.map_err(internal)?;
+    Ok(axum::Json(events.into_iter().map(|e| event_view(&state, e, None)).collect()))
 }
 
-/// `GET /api/events/{id}`.
-pub async fn get(State(state): State<AppState>, EventId(id): EventId) -> Result<axum::Json<Event>, ApiError> {
-    let event = store(&state)?.get(id).await.map_err(internal)?;
-    event.map(axum::Json).ok_or_else(|| ApiError::not_found(format!("no event {id}")))
+/// `GET /api/events/{id}`, with its workflow history.
+pub async fn get(
+    State(state): State<AppState>,
+    Can(p, _): Can<ReadEvents>,
+    EventId(id): EventId,
+) -> Result<axum::Json<EventView>, ApiError> {
+    let event = scoped(&state, &p, id).await?;
+    let history = store(&state)?.history(id).await.map_err(internal)?;
+    Ok(axum::Json(event_view(&state, event, Some(history))))
 }
 
 /// Body of `PATCH /api/events/{id}`.
@@ -69,20 +105,58 @@ pub struct Review {
     pub note: Option<String>,
 }
 
-/// `PATCH /api/events/{id}` with `{"status": "confirmed"|"dismissed"|"new", "note": "..."}`.
+/// `PATCH /api/events/{id}` with `{"status": "confirmed", "note": "..."}`: a workflow
+/// step the caller's role allows (see `events::workflow`), recorded with who and when.
 pub async fn patch(
     State(state): State<AppState>,
+    Can(p, _): Can<ReadEvents>,
     EventId(id): EventId,
     body: Result<axum::Json<Review>, axum::extract::rejection::JsonRejection>,
-) -> Result<axum::Json<Event>, ApiError> {
+) -> Result<axum::Json<EventView>, ApiError> {
     let axum::Json(review) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    if review.note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
+    let note = review.note.unwrap_or_default();
+    if note.chars().count() > 2000 {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "note is longer than 2000 characters"));
     }
-    let event = store(&state)?.patch(id, review.status, review.note).await.map_err(internal)?;
-    let event = event.ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
-    let _ = state.event_feed.send(event.clone());
-    Ok(axum::Json(event))
+    if !p.can(Action::Review) && !p.can(Action::Rectify) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, format!("a {} may not review events", p.role)));
+    }
+    let event = scoped(&state, &p, id).await?;
+    let updated = match review.status {
+        Some(to) if to != event.status => {
+            if !workflow::allowed(p.role, event.status, to) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("a {} may not move an event from {:?} to {:?}", p.role, event.status, to).to_lowercase(),
+                ));
+            }
+            if workflow::needs_note(to) && note.trim().is_empty() {
+                return Err(ApiError::new(StatusCode::BAD_REQUEST, "say what was rectified in `note`"));
+            }
+            let detail = format!("{:?} → {:?}: {note}", event.status, to).to_lowercase();
+            let step = Transition { from: event.status, to, by: p.who.label(), at_ms: state.now_ms(), note };
+            let moved = store(&state)?.transition(id, step).await.map_err(internal)?.ok_or_else(|| {
+                ApiError::new(StatusCode::CONFLICT, format!("event {id} was moved by someone else; reload it"))
+            })?;
+            state.audit(crate::access::audit::Record {
+                actor: p.who.label(),
+                client: String::new(),
+                action: "event_review",
+                target: format!("event:{id}"),
+                site: state.site_of(&event.camera),
+                detail,
+            });
+            moved
+        }
+        _ => store(&state)?
+            .patch(id, None, Some(note))
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::not_found(format!("no event {id}")))?,
+    };
+    let _ = state.event_feed.send(updated.clone());
+    let history = store(&state)?.history(id).await.map_err(internal)?;
+    Ok(axum::Json(event_view(&state, updated, Some(history))))
 }
 
 async fn serve_file(
@@ -108,7 +182,13 @@ async fn serve_file(
 }
 
 /// `GET /api/events/{id}/snapshot.jpg`.
-pub async fn snapshot(State(state): State<AppState>, EventId(id): EventId, req: Request) -> Result<Response, ApiError> {
+pub async fn snapshot(
+    State(state): State<AppState>,
+    Can(p, _): Can<ReadEvents>,
+    EventId(id): EventId,
+    req: Request,
+) -> Result<Response, ApiError> {
+    scoped(&state, &p, id).await?;
     let files = store(&state)?
         .files(id)
         .await
@@ -118,7 +198,13 @@ pub async fn snapshot(State(state): State<AppState>, EventId(id): EventId, req: 
 }
 
 /// `GET /api/events/{id}/clip.mp4`, with HTTP Range so phones can seek.
-pub async fn clip(State(state): State<AppState>, EventId(id): EventId, req: Request) -> Result<Response, ApiError> {
+pub async fn clip(
+    State(state): State<AppState>,
+    Can(p, _): Can<ReadEvents>,
+    EventId(id): EventId,
+    req: Request,
+) -> Result<Response, ApiError> {
+    scoped(&state, &p, id).await?;
     let files = store(&state)?
         .files(id)
         .await
@@ -130,6 +216,7 @@ pub async fn clip(State(state): State<AppState>, EventId(id): EventId, req: Requ
 /// `GET /api/events/stream`: Server-Sent Events, one `event` message per new or changed event.
 pub async fn stream(
     State(state): State<AppState>,
+    Can(p, _): Can<ReadEvents>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let permit = state.sse_streams.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many event feeds are open; try again later")
@@ -137,17 +224,25 @@ pub async fn stream(
     let rx = state.event_feed.subscribe();
     let shutdown = state.shutdown.clone().cancelled_owned();
     // The permit travels with the stream and is released when the client goes.
-    let stream = futures_util::stream::unfold((rx, permit), |(mut rx, permit)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => {
-                    let data = serde_json::to_string(&ev).unwrap_or_default();
-                    let msg = SseEvent::default().event("event").id(ev.id.to_string()).data(data);
-                    return Some((Ok(msg), (rx, permit)));
+    let visible = state.visible_cameras(&p);
+    let site_state = state.clone();
+    let stream = futures_util::stream::unfold((rx, permit), move |(mut rx, permit)| {
+        let visible = visible.clone();
+        let state = site_state.clone();
+        async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) if visible.as_ref().is_some_and(|v| !v.contains(&ev.camera)) => continue,
+                    Ok(ev) => {
+                        let ev = event_view(&state, ev, None);
+                        let data = serde_json::to_string(&ev).unwrap_or_default();
+                        let msg = SseEvent::default().event("event").id(ev.event.id.to_string()).data(data);
+                        return Some((Ok(msg), (rx, permit)));
+                    }
+                    // A slow reader skips what it missed rather than stalling the feed.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
-                // A slow reader skips what it missed rather than stalling the feed.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     });

@@ -1,5 +1,6 @@
 //! The HTTP surface: JSON API, WHEP, metrics and the web page.
 
+mod access;
 mod auth;
 mod error;
 mod events;
@@ -18,9 +19,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
+use crate::access::Principal;
 use crate::ingest::{Camera, StatusReport};
 use crate::live::Live;
 use crate::metrics::Metrics;
+use auth::{Can, Watch};
 pub use error::ApiError;
 
 /// What every handler can reach.
@@ -52,11 +55,74 @@ pub struct AppState {
     pub auth_failures: Arc<std::sync::Mutex<crate::access::throttle::Throttle<std::net::IpAddr>>>,
     /// Open SSE feeds: each holds a permit, so their number is bounded.
     pub sse_streams: Arc<tokio::sync::Semaphore>,
+    /// Accounts, sessions and machine tokens.
+    pub access: crate::access::store::AccessStore,
+    /// How long login sessions last.
+    pub session_limits: crate::access::store::SessionLimits,
+    /// Failed-login back-off per client address.
+    pub login_by_ip: Arc<std::sync::Mutex<crate::access::throttle::Throttle<std::net::IpAddr>>>,
+    /// Failed-login back-off per account name.
+    pub login_by_account: Arc<std::sync::Mutex<crate::access::throttle::Throttle<String>>>,
+    /// Whether session cookies are marked `Secure` (the gateway serves TLS).
+    pub secure_cookies: bool,
+    /// The sites, as configured.
+    pub sites: Arc<Vec<crate::config::SiteConfig>>,
+    /// Wall-clock time for sessions and workflow steps.
+    pub clock: crate::clock::Clock,
+    /// Signs short-lived media tokens.
+    pub media: Arc<crate::access::media::MediaKeys>,
 }
 
 impl AppState {
-    fn camera(&self, id: &str) -> Result<Arc<Camera>, ApiError> {
-        self.cameras.get(id).cloned().ok_or_else(|| ApiError::not_found(format!("no camera `{id}`")))
+    /// Camera `id` if the principal may see it; one it may not see does not exist for it.
+    fn camera(&self, p: &Principal, id: &str) -> Result<Arc<Camera>, ApiError> {
+        self.cameras
+            .get(id)
+            .filter(|c| p.sees_site(&c.config.site))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("no camera `{id}`")))
+    }
+
+    /// Ids of the cameras the principal sees, or None for every camera (even ones no
+    /// longer configured, whose events are kept).
+    fn visible_cameras(&self, p: &Principal) -> Option<Vec<String>> {
+        if p.role == crate::access::Role::Admin || p.scope == crate::access::Scope::All {
+            return None;
+        }
+        Some(self.cameras.values().filter(|c| p.sees_site(&c.config.site)).map(|c| c.config.id.clone()).collect())
+    }
+
+    /// Whether the principal sees events of `camera`.
+    fn sees_camera_events(&self, p: &Principal, camera: &str) -> bool {
+        match self.visible_cameras(p) {
+            None => true,
+            Some(cams) => cams.iter().any(|c| c == camera),
+        }
+    }
+
+    /// The site of a camera, if it is configured.
+    fn site_of(&self, camera: &str) -> Option<String> {
+        self.cameras.get(camera).map(|c| c.config.site.clone())
+    }
+
+    fn site_ids(&self) -> Vec<String> {
+        self.sites.iter().map(|s| s.id.clone()).collect()
+    }
+
+    fn now_ms(&self) -> i64 {
+        crate::clock::unix_ms(self.clock.realtime())
+    }
+
+    /// Appends to the audit trail in the background; a failure is logged, never shown to
+    /// the client whose request already succeeded.
+    fn audit(&self, r: crate::access::audit::Record) {
+        let access = self.access.clone();
+        let now = self.now_ms();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = access.record(&r, now) {
+                tracing::warn!(error = %e, action = r.action, "cannot write the audit trail");
+            }
+        });
     }
 }
 
@@ -69,6 +135,17 @@ pub fn ice_links(servers: &[crate::config::IceServerConfig]) -> Vec<HeaderValue>
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/health", get(health))
+        .route("/session", post(access::login).delete(access::logout))
+        .route("/sessions", axum::routing::delete(access::logout_everywhere))
+        .route("/me", get(access::me))
+        .route("/me/password", axum::routing::put(access::change_password))
+        .route("/users", get(access::list_users).post(access::add_user))
+        .route("/users/{id}", axum::routing::patch(access::change_user))
+        .route("/tokens", get(access::list_tokens).post(access::add_token))
+        .route("/tokens/{id}", axum::routing::delete(access::revoke_token))
+        .route("/sites", get(list_sites))
+        .route("/audit", get(access::audit))
+        .route("/media-tokens", post(access::media_token))
         .route("/cameras", get(list_cameras))
         .route("/cameras/{id}", get(get_camera))
         .route("/cameras/{id}/whep", post(whep::offer))
@@ -79,13 +156,15 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}/snapshot.jpg", get(events::snapshot))
         .route("/events/{id}/clip.mp4", get(events::clip))
         .fallback(|| async { ApiError::not_found("no such API route") })
-        // `layer`, not `route_layer`: unknown /api paths need the token too.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        // `layer`, not `route_layer`: unknown /api paths need a principal too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         // Every API body is small (an SDP offer, a review); nothing needs more.
         .layer(DefaultBodyLimit::max(64 * 1024));
     // On the main listener metrics need the token; `server.metrics_listen` serves them
     // open on an address of their own (see `metrics_router`).
-    let metrics_route = get(metrics).layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let metrics_route = get(metrics)
+        .layer(axum::middleware::from_fn(auth::require_metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .nest("/api", api)
         .route("/metrics", metrics_route)
@@ -123,7 +202,7 @@ struct Health {
     detect: serde_json::Value,
 }
 
-async fn health(State(state): State<AppState>) -> axum::Json<Health> {
+async fn health(State(state): State<AppState>, _: Principal) -> axum::Json<Health> {
     let online = state.cameras.values().filter(|c| c.report().state == crate::ingest::LinkState::Online).count();
     axum::Json(Health {
         status: "ok",
@@ -141,6 +220,7 @@ async fn health(State(state): State<AppState>) -> axum::Json<Health> {
 struct CameraView {
     id: String,
     name: String,
+    site: String,
     #[serde(flatten)]
     status: StatusReport,
     viewers: i64,
@@ -151,19 +231,47 @@ fn view(camera: &Camera) -> CameraView {
     CameraView {
         id: camera.config.id.clone(),
         name: camera.config.name.clone(),
+        site: camera.config.site.clone(),
         status: camera.report(),
         viewers: camera.hub.metrics().viewers.get(),
         whep: format!("/api/cameras/{}/whep", camera.config.id),
     }
 }
 
-async fn list_cameras(State(state): State<AppState>) -> axum::Json<Vec<CameraView>> {
-    axum::Json(state.cameras.values().map(|c| view(c)).collect())
+async fn list_cameras(State(state): State<AppState>, Can(p, _): Can<Watch>) -> axum::Json<Vec<CameraView>> {
+    axum::Json(state.cameras.values().filter(|c| p.sees_site(&c.config.site)).map(|c| view(c)).collect())
 }
 
-async fn get_camera(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<CameraView>, ApiError> {
-    let camera = state.camera(&id)?;
+async fn get_camera(
+    State(state): State<AppState>,
+    Can(p, _): Can<Watch>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<CameraView>, ApiError> {
+    let camera = state.camera(&p, &id)?;
     Ok(axum::Json(view(&camera)))
+}
+
+/// A site as the API shows it, with its cameras' state.
+#[derive(Serialize)]
+struct SiteView {
+    #[serde(flatten)]
+    site: crate::config::SiteConfig,
+    cameras: usize,
+    cameras_online: usize,
+}
+
+async fn list_sites(State(state): State<AppState>, Can(p, _): Can<Watch>) -> axum::Json<Vec<SiteView>> {
+    let views = state
+        .sites
+        .iter()
+        .filter(|s| p.sees_site(&s.id))
+        .map(|s| {
+            let cams: Vec<_> = state.cameras.values().filter(|c| c.config.site == s.id).collect();
+            let online = cams.iter().filter(|c| c.report().state == crate::ingest::LinkState::Online).count();
+            SiteView { site: s.clone(), cameras: cams.len(), cameras_online: online }
+        })
+        .collect();
+    axum::Json(views)
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -5,17 +5,20 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::auth::{Can, Watch};
 use super::{ApiError, AppState};
 use crate::live::LiveError;
 
 /// `POST /api/cameras/{id}/whep`.
 pub async fn offer(
     State(state): State<AppState>,
+    Can(p, _): Can<Watch>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Path(camera_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let camera = state.camera(&camera_id)?;
+    let camera = state.camera(&p, &camera_id)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.trim().to_ascii_lowercase().starts_with("application/sdp") {
         return Err(ApiError::new(
@@ -25,7 +28,37 @@ pub async fn offer(
     }
     let offer = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad SDP offer: the body is not UTF-8"))?;
-    let (session, answer) = state.live.add_viewer(&camera, offer).map_err(|e| {
+    // The view is written to the audit trail before it starts, and its end filled in
+    // however it ends (the viewer leaves, is reaped, or the gateway stops).
+    let record = crate::access::audit::Record {
+        actor: p.who.label(),
+        client: peer.ip().to_string(),
+        action: "live_view",
+        target: camera_id.clone(),
+        site: Some(camera.config.site.clone()),
+        detail: String::new(),
+    };
+    let now = state.now_ms();
+    let view = state.access.run(move |s| s.record(&record, now)).await.ok();
+    let (access, clock) = (state.access.clone(), state.clock.clone());
+    let on_end: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let Some(id) = view else { return };
+        let end = move || {
+            let _ = access.end_view(id, crate::clock::unix_ms(clock.realtime()));
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(end)),
+            Err(_) => end(),
+        }
+    });
+    let added = state.live.add_viewer(&camera, offer, &p.who.label(), on_end);
+    if added.is_err()
+        && let Some(id) = view
+    {
+        // A refused offer is a view that ended as it began.
+        let _ = state.access.run(move |s| s.end_view(id, now)).await;
+    }
+    let (session, answer) = added.map_err(|e| {
         let status = match e {
             LiveError::BadOffer(_) => {
                 state.metrics.whep_rejected();
@@ -52,9 +85,10 @@ pub async fn offer(
 /// `DELETE /api/cameras/{id}/whep/{session}`: the viewer leaves.
 pub async fn end(
     State(state): State<AppState>,
+    Can(p, _): Can<Watch>,
     Path((camera_id, session)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    state.camera(&camera_id)?;
+    state.camera(&p, &camera_id)?;
     if state.live.end_viewer(&camera_id, &session) {
         Ok(StatusCode::OK)
     } else {

@@ -3,6 +3,7 @@
 pub mod retention;
 mod snapshot;
 mod store;
+pub mod workflow;
 
 pub use snapshot::{Mark, SnapshotError, render};
-pub use store::{Event, EventFiles, Filter, NewEvent, Status, Store, StoreError, stored_file};
+pub use store::{Event, EventFiles, Filter, NewEvent, Status, Store, StoreError, Transition, stored_file};

@@ -28,10 +28,14 @@ pub enum StoreError {
 pub enum Status {
     /// Not reviewed yet.
     New,
-    /// A person confirmed the violation.
+    /// A reviewer confirmed the violation; the kitchen must rectify it.
     Confirmed,
-    /// A person dismissed it (false alarm).
+    /// The kitchen says it rectified the violation; awaiting a re-check.
+    Rectified,
+    /// A reviewer dismissed it (false alarm).
     Dismissed,
+    /// Rectification checked; nothing more to do.
+    Closed,
 }
 
 impl Status {
@@ -39,14 +43,18 @@ impl Status {
         match self {
             Status::New => "new",
             Status::Confirmed => "confirmed",
+            Status::Rectified => "rectified",
             Status::Dismissed => "dismissed",
+            Status::Closed => "closed",
         }
     }
 
     fn parse(s: &str) -> Status {
         match s {
             "confirmed" => Status::Confirmed,
+            "rectified" => Status::Rectified,
             "dismissed" => Status::Dismissed,
+            "closed" => Status::Closed,
             _ => Status::New,
         }
     }
@@ -122,9 +130,24 @@ pub struct Filter {
     pub limit: Option<u32>,
     /// Only events with an id below this (paging newest first).
     pub before_id: Option<i64>,
-    /// The API token when a browser passes it in the URL; checked by the auth layer.
-    #[serde(default, rename = "access_token")]
-    pub _access_token: Option<String>,
+    /// Only these cameras (the caller's scope); set by the API, not by the query.
+    #[serde(skip)]
+    pub cameras: Option<Vec<String>>,
+}
+
+/// One step of an event's review workflow.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    /// Status before.
+    pub from: Status,
+    /// Status after.
+    pub to: Status,
+    /// Who made it (`user:NAME`, `token:NAME`).
+    pub by: String,
+    /// When, UNIX ms.
+    pub at_ms: i64,
+    /// What they wrote.
+    pub note: String,
 }
 
 /// Stored files of an event, for serving and retention.
@@ -148,7 +171,8 @@ pub fn stored_file(data_dir: &std::path::Path, rel: &str) -> Option<std::path::P
     (top_ok && parts.all(|c| matches!(c, Component::Normal(_)))).then(|| data_dir.join(rel))
 }
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     camera TEXT NOT NULL,
@@ -169,7 +193,20 @@ CREATE TABLE events (
 );
 CREATE INDEX events_start ON events(start_ms);
 CREATE INDEX events_camera ON events(camera, start_ms);
-"#];
+"#,
+    r#"
+CREATE TABLE event_transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+    from_status TEXT NOT NULL,
+    to_status TEXT NOT NULL,
+    by TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX event_transitions_event ON event_transitions(event_id, id);
+"#,
+];
 
 /// The event database.
 #[derive(Clone)]
@@ -211,7 +248,14 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+                Some(format!("schema version {version} is newer than this gateway knows ({})", MIGRATIONS.len())),
+            )));
+        }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
             let tx = conn.transaction().map_err(err)?;
             tx.execute_batch(sql).map_err(err)?;
@@ -335,6 +379,14 @@ impl Store {
                 args.push(cam.into());
                 sql.push_str(&format!(" AND camera = ?{}", args.len()));
             }
+            if let Some(cams) = filter.cameras {
+                let mut marks = Vec::new();
+                for cam in cams {
+                    args.push(cam.into());
+                    marks.push(format!("?{}", args.len()));
+                }
+                sql.push_str(&format!(" AND camera IN ({})", marks.join(",")));
+            }
             if let Some(kind) = filter.kind {
                 args.push(kind.clone().into());
                 args.push(kind.into());
@@ -380,6 +432,51 @@ impl Store {
                 c.execute("UPDATE events SET note = ?2 WHERE id = ?1", params![id, n])?;
             }
             c.query_row(&format!("SELECT {COLUMNS} FROM events WHERE id = ?1"), params![id], row_to_event).optional()
+        })
+        .await
+    }
+
+    /// Moves an event from `from` to `to` and records who did it, unless its status is no
+    /// longer `from` (someone else moved it first): then `Ok(None)`.
+    pub async fn transition(&self, id: i64, t: Transition) -> Result<Option<Event>, StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE events SET status = ?2, note = CASE WHEN ?3 = '' THEN note ELSE ?3 END \
+                 WHERE id = ?1 AND status = ?4",
+                params![id, t.to.as_str(), t.note, t.from.as_str()],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO event_transitions (event_id, from_status, to_status, by, at_ms, note) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, t.from.as_str(), t.to.as_str(), t.by, t.at_ms, t.note],
+            )?;
+            let e = tx.query_row(&format!("SELECT {COLUMNS} FROM events WHERE id = ?1"), params![id], row_to_event)?;
+            tx.commit()?;
+            Ok(Some(e))
+        })
+        .await
+    }
+
+    /// An event's workflow steps, oldest first.
+    pub async fn history(&self, id: i64) -> Result<Vec<Transition>, StoreError> {
+        self.with(move |c| {
+            let mut st = c.prepare(
+                "SELECT from_status, to_status, by, at_ms, note FROM event_transitions WHERE event_id = ?1 ORDER BY id",
+            )?;
+            st.query_map(params![id], |r| {
+                Ok(Transition {
+                    from: Status::parse(&r.get::<_, String>(0)?),
+                    to: Status::parse(&r.get::<_, String>(1)?),
+                    by: r.get(2)?,
+                    at_ms: r.get(3)?,
+                    note: r.get(4)?,
+                })
+            })?
+            .collect()
         })
         .await
     }

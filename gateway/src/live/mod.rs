@@ -71,6 +71,8 @@ struct SessionEntry {
     addrs: VecDeque<SocketAddr>,
     inbox: mpsc::Sender<Datagram>,
     cancel: CancellationToken,
+    /// Who watches, as the audit trail names them.
+    owner: String,
 }
 
 #[derive(Default)]
@@ -176,7 +178,16 @@ impl Live {
     }
 
     /// Answers a WHEP offer for `camera`; returns the session id and the SDP answer.
-    pub fn add_viewer(self: &Arc<Self>, camera: &Arc<Camera>, offer: &str) -> Result<(String, String), LiveError> {
+    /// `owner` names who watches (e.g. `user:li`), so that their sessions can be ended
+    /// together ([`Live::end_owned_by`]); `on_end` runs once when the session ends, however
+    /// it ends.
+    pub fn add_viewer(
+        self: &Arc<Self>,
+        camera: &Arc<Camera>,
+        offer: &str,
+        owner: &str,
+        on_end: Box<dyn FnOnce() + Send>,
+    ) -> Result<(String, String), LiveError> {
         let offer = parse_offer(offer)?;
         if self.viewer_count() >= self.settings.max_viewers {
             return Err(LiveError::Full(self.settings.max_viewers));
@@ -202,6 +213,7 @@ impl Live {
                     addrs: VecDeque::new(),
                     inbox: tx,
                     cancel: cancel.clone(),
+                    owner: owner.to_owned(),
                 },
             );
         }
@@ -220,12 +232,23 @@ impl Live {
         let session_id = id.clone();
         info!(session = %id, camera = %camera.config.id, "viewer joined");
         // Released on every way out of the task, a panic included.
-        let release = SessionRelease { live, id: session_id, gauge };
+        let release = SessionRelease { live, id: session_id, gauge, on_end: Some(on_end) };
         tokio::spawn(async move {
             let _release = release;
             viewer.run().await;
         });
         Ok((id, answer))
+    }
+
+    /// Ends every session of `owner` (a revoked token, a disabled account); returns how many.
+    pub fn end_owned_by(&self, owner: &str) -> usize {
+        let routes = lock(&self.routes);
+        let mut n = 0;
+        for s in routes.sessions.values().filter(|s| s.owner == owner) {
+            s.cancel.cancel();
+            n += 1;
+        }
+        n
     }
 
     /// Ends a session of `camera`; false when there is no such session.
@@ -293,12 +316,16 @@ struct SessionRelease {
     live: Arc<Live>,
     id: String,
     gauge: prometheus_client::metrics::gauge::Gauge,
+    on_end: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Drop for SessionRelease {
     fn drop(&mut self) {
         self.gauge.dec();
         self.live.forget(&self.id);
+        if let Some(f) = self.on_end.take() {
+            f();
+        }
     }
 }
 
@@ -513,6 +540,7 @@ mod tests {
                 addrs: VecDeque::new(),
                 inbox: tx,
                 cancel: CancellationToken::new(),
+                owner: "user:li".into(),
             },
         );
         r
