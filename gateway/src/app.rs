@@ -191,6 +191,7 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         clock: clock.clone(),
         media: Arc::new(crate::access::media::MediaKeys::default()),
     };
+    tasks.spawn(api::share::reap(state.clone(), shutdown.child_token()));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on server.listen {}", cfg.listen))?;

@@ -92,6 +92,11 @@ pub async fn post_offer(
 impl Viewer {
     /// Connects to `base`/api/cameras/`camera`/whep.
     pub async fn connect(base: &str, token: &str, camera: &str, opts: ViewerOptions) -> anyhow::Result<Self> {
+        Self::connect_to(base, &format!("/api/cameras/{camera}/whep"), token, opts).await
+    }
+
+    /// Connects to the WHEP endpoint at `base` + `path` (e.g. a share link's camera).
+    pub async fn connect_to(base: &str, path: &str, token: &str, opts: ViewerOptions) -> anyhow::Result<Self> {
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
         let local = socket.local_addr()?;
         let mut rtc = RtcConfig::new().clear_codecs().enable_h264(true).build(Instant::now());
@@ -100,7 +105,7 @@ impl Viewer {
         change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         let (offer, pending) = change.apply().context("no offer")?;
         let started = Instant::now();
-        let url = format!("{base}/api/cameras/{camera}/whep");
+        let url = format!("{base}{path}");
         let (status, location, body) = post_offer(&url, token, "application/sdp", offer.to_sdp_string()).await?;
         if status != 201 {
             bail!("WHEP offer answered {status}: {body}");

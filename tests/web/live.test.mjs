@@ -439,4 +439,70 @@ describe('live page in Chromium', { timeout: 120_000 }, () => {
       t.diagnostic(`viewer released ${Date.now() - closed} ms after closing the page (${left?.match(/reason=\S+/)?.[0] ?? 'no log line'})`);
     });
   });
+
+  async function share(body) {
+    const resp = await fetch(`${base}/api/shares`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    assert.equal(resp.status, 201, `POST /api/shares: ${await resp.clone().text()}`);
+    return resp.json();
+  }
+
+  test('a parent opens a share link and watches that kitchen, and nothing else', async (t) => {
+    const link = await share({ site: 'default', label: '三年级二班家长群' });
+    const ctx = await phoneContext();
+    const parent = await ctx.newPage();
+    watch(parent);
+    try {
+      await withDiagnostics(parent, async () => {
+        const opened = Date.now();
+        await parent.goto(`${base}${link.path}`);
+        await parent.waitForFunction(
+          ([w, h]) => {
+            const v = document.querySelector('video[data-camera="cam1"]');
+            return v && v.videoWidth === w && v.videoHeight === h && v.currentTime > 0;
+          },
+          [WIDTH, HEIGHT],
+          { timeout: 10_000, polling: 50 },
+        );
+        t.diagnostic(`parent's first picture ${Date.now() - opened} ms after opening the link`);
+        assert.match(await parent.locator('#site').textContent(), /默认站点/);
+        assert.match(await parent.locator('#label').textContent(), /三年级二班家长群/);
+        assert.equal(await parent.locator('video').count(), 1, 'the shared camera only');
+        // No login, and the link opens no API: the page cannot list events.
+        const events = await parent.evaluate(async () => (await fetch('/api/events')).status);
+        assert.equal(events, 401);
+        // Revoked while watching: the view ends and the page says so.
+        const revoke = await fetch(`${base}/api/shares/${link.id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${TOKEN}` } });
+        assert.equal(revoke.status, 200);
+        await parent.locator('#grid .hint', { hasText: '已停用' }).waitFor({ timeout: 20_000 });
+        assert.equal(await parent.locator('video').count(), 0);
+      });
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  test('an expired share link shows its page, not an error', async () => {
+    const link = await share({ site: 'default', expires_in_days: 0.00001 });
+    await waitFor('the link expired', async () => {
+      const r = await fetch(`${base}${link.path}/info`);
+      return { ok: r.status === 410, status: r.status };
+    }, 10_000, 200);
+    const ctx = await phoneContext();
+    const parent = await ctx.newPage();
+    watch(parent);
+    try {
+      await withDiagnostics(parent, async () => {
+        const resp = await parent.goto(`${base}${link.path}`);
+        assert.equal(resp.status(), 200, 'a page, not a bare error');
+        await parent.locator('#grid .hint', { hasText: '已过期' }).waitFor({ timeout: 5_000 });
+        assert.equal(await parent.locator('video').count(), 0);
+      });
+    } finally {
+      await ctx.close();
+    }
+  });
 });

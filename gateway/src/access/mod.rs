@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod media;
 pub mod password;
+pub mod share;
 pub mod store;
 pub mod throttle;
 
@@ -162,6 +163,11 @@ pub enum Who {
     },
     /// `auth.admin_token` from the config file.
     ConfigToken,
+    /// A parent with a share link.
+    Share {
+        /// Link id.
+        id: i64,
+    },
 }
 
 impl Who {
@@ -171,6 +177,7 @@ impl Who {
             Who::User { name, .. } => format!("user:{name}"),
             Who::Token { name, .. } => format!("token:{name}"),
             Who::ConfigToken => "token:admin_token".into(),
+            Who::Share { id } => format!("share:{id}"),
         }
     }
 }

@@ -143,6 +143,21 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
       OR NEW.action != OLD.action OR NEW.target != OLD.target OR NEW.detail != OLD.detail
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 "#,
+    r#"
+CREATE TABLE shares (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash BLOB NOT NULL UNIQUE,
+    site TEXT NOT NULL,
+    cameras TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    schedule TEXT NOT NULL DEFAULT '',
+    max_viewers INTEGER,
+    revoked_ms INTEGER
+);
+"#,
 ];
 
 /// A fresh secret: 256 random bits as 64 hex digits.
@@ -151,7 +166,7 @@ pub fn new_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn digest(secret: &str) -> Vec<u8> {
+pub(super) fn digest(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 

@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod headers;
 pub mod server;
+pub mod share;
 mod whep;
 
 use std::collections::BTreeMap;
@@ -105,6 +106,12 @@ impl AppState {
         self.cameras.get(camera).map(|c| c.config.site.clone())
     }
 
+    /// A site's time zone (Asia/Shanghai when unknown).
+    fn site_tz(&self, site: &str) -> jiff::tz::TimeZone {
+        let name = self.sites.iter().find(|s| s.id == site).map(|s| s.timezone.as_str()).unwrap_or("Asia/Shanghai");
+        jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
     fn site_ids(&self) -> Vec<String> {
         self.sites.iter().map(|s| s.id.clone()).collect()
     }
@@ -146,6 +153,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sites", get(list_sites))
         .route("/audit", get(access::audit))
         .route("/media-tokens", post(access::media_token))
+        .route("/shares", get(share::list).post(share::create))
+        .route("/shares/{id}", axum::routing::delete(share::revoke))
         .route("/cameras", get(list_cameras))
         .route("/cameras/{id}", get(get_camera))
         .route("/cameras/{id}/whep", post(whep::offer))
@@ -165,13 +174,23 @@ pub fn router(state: AppState) -> Router {
     let metrics_route = get(metrics)
         .layer(axum::middleware::from_fn(auth::require_metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    // The parents' pages: no login, the token in the path is the only key.
+    let shared = Router::new()
+        .route("/s/{token}", get(share::page))
+        .route("/s/{token}/info", get(share::info))
+        .route("/s/{token}/{file}", get(share::qr))
+        .route("/s/{token}/cameras/{id}/whep", post(share::offer))
+        .route("/s/{token}/cameras/{id}/whep/{session}", axum::routing::delete(share::end))
+        .layer(DefaultBodyLimit::max(64 * 1024));
     Router::new()
         .nest("/api", api)
+        .merge(shared)
         .route("/metrics", metrics_route)
         .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("../../../web/index.html")) }))
         .route("/app.js", get(|| async { page(JS, include_str!("../../../web/app.js")) }))
         .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("../../../web/app.css")) }))
         .route("/whep.js", get(|| async { page(JS, include_str!("../../../web/whep.js")) }))
+        .route("/share.js", get(|| async { page(JS, include_str!("../../../web/share.js")) }))
         .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
 }

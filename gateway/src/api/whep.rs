@@ -18,7 +18,19 @@ pub async fn offer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let camera = state.camera(&p, &camera_id)?;
+    start(&state, &p, peer, &camera_id, &headers, &body).await
+}
+
+/// Starts a viewer of `camera_id` for `p` (a share link's parents come here too).
+pub async fn start(
+    state: &AppState,
+    p: &crate::access::Principal,
+    peer: std::net::SocketAddr,
+    camera_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let camera = state.camera(p, camera_id)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.trim().to_ascii_lowercase().starts_with("application/sdp") {
         return Err(ApiError::new(
@@ -26,7 +38,7 @@ pub async fn offer(
             format!("Content-Type must be application/sdp, not `{content_type}`"),
         ));
     }
-    let offer = std::str::from_utf8(&body)
+    let offer = std::str::from_utf8(body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad SDP offer: the body is not UTF-8"))?;
     // The view is written to the audit trail before it starts, and its end filled in
     // however it ends (the viewer leaves, is reaped, or the gateway stops).
@@ -34,7 +46,7 @@ pub async fn offer(
         actor: p.who.label(),
         client: peer.ip().to_string(),
         action: "live_view",
-        target: camera_id.clone(),
+        target: camera_id.to_owned(),
         site: Some(camera.config.site.clone()),
         detail: String::new(),
     };

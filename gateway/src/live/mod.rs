@@ -124,6 +124,8 @@ pub struct SessionInfo {
     pub id: String,
     /// Camera watched.
     pub camera: String,
+    /// Who watches (`user:li`, `share:3`).
+    pub owner: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,7 +175,7 @@ impl Live {
         lock(&self.routes)
             .sessions
             .iter()
-            .map(|(id, s)| SessionInfo { id: id.clone(), camera: s.camera.clone() })
+            .map(|(id, s)| SessionInfo { id: id.clone(), camera: s.camera.clone(), owner: s.owner.clone() })
             .collect()
     }
 
@@ -238,6 +240,11 @@ impl Live {
             viewer.run().await;
         });
         Ok((id, answer))
+    }
+
+    /// Sessions of `owner` open now.
+    pub fn count_owned_by(&self, owner: &str) -> usize {
+        lock(&self.routes).sessions.values().filter(|s| s.owner == owner).count()
     }
 
     /// Ends every session of `owner` (a revoked token, a disabled account); returns how many.
