@@ -190,6 +190,7 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         sites: Arc::new(crate::config::sites(&config)),
         clock: clock.clone(),
         media: Arc::new(crate::access::media::MediaKeys::default()),
+        password_checks: Arc::new(tokio::sync::Semaphore::new(2)),
     };
     tasks.spawn(api::share::reap(state.clone(), shutdown.child_token()));
     let listener = tokio::net::TcpListener::bind(cfg.listen)

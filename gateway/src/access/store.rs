@@ -380,7 +380,7 @@ impl AccessStore {
             }
             // Written at most once a minute: a page polling every second must not turn
             // every read into a write.
-            if now_ms - last > 60_000 {
+            if now_ms - last > 60_000.min(limits.idle_ms / 2) {
                 c.execute("UPDATE sessions SET last_ms = ?2 WHERE hash = ?1", params![hash, now_ms])?;
             }
             let expires_ms = (now_ms + limits.idle_ms).min(created + limits.max_ms);

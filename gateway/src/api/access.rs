@@ -86,6 +86,11 @@ pub async fn login(
     let Json(login) = body.map_err(|e| bad(e.body_text()))?;
     let ip = Some(peer.ip());
     let account = login.name.trim().to_lowercase();
+    // At most a few password checks run at once: each takes 19 MiB and most of a core
+    // for tens of milliseconds, and a burst must not turn into gigabytes. Waiting here
+    // holds no memory; the back-off is checked after the wait, so a burst sees the
+    // failures of those ahead of it.
+    let _permit = state.password_checks.acquire().await.map_err(internal)?;
     let now = Instant::now();
     let waits = [
         ip.and_then(|ip| lock(&state.login_by_ip).check(&ip, now).err()),
@@ -94,6 +99,12 @@ pub async fn login(
     if let Some(wait) = waits.into_iter().flatten().max() {
         return Err(ApiError::too_many("too many failed logins; wait and try again", wait));
     }
+    // Counted as a failure before the check and cleared on success, so requests sent
+    // together cannot all pass the back-off.
+    if let Some(ip) = ip {
+        lock(&state.login_by_ip).failed(ip, now);
+    }
+    lock(&state.login_by_account).failed(account.clone(), now);
     let name = login.name.trim().to_owned();
     let found = state.access.run(move |s| s.user_with_hash(&name)).await.map_err(internal)?;
     let given = login.password;
@@ -109,10 +120,6 @@ pub async fn login(
     .await
     .map_err(internal)?;
     let Some(user) = user else {
-        if let Some(ip) = ip {
-            lock(&state.login_by_ip).failed(ip, now);
-        }
-        lock(&state.login_by_account).failed(account, now);
         tracing::info!(client = ?ip, name = %login.name, "failed login");
         let tried: String = login.name.trim().chars().take(64).collect();
         state.audit(record(format!("name:{tried}"), ip, "login_failed", String::new(), String::new()));
@@ -203,6 +210,12 @@ pub async fn change_password(
         return Err(bad("only an account has a password"));
     };
     password::check_rule(&change.new).map_err(|e| bad(e.to_string()))?;
+    // The current password is guessed no faster here than at the login.
+    let _permit = state.password_checks.acquire().await.map_err(internal)?;
+    let account = name.to_lowercase();
+    if let Err(wait) = lock(&state.login_by_account).check(&account, Instant::now()) {
+        return Err(ApiError::too_many("too many wrong passwords; wait and try again", wait));
+    }
     let found = state.access.run(move |s| s.user_with_hash(&name)).await.map_err(internal)?;
     let Some((user, hash)) = found else { return Err(ApiError::not_found("no such account")) };
     let now = state.now_ms();
@@ -220,8 +233,10 @@ pub async fn change_password(
         .await
         .map_err(internal)?;
     if !ok {
+        lock(&state.login_by_account).failed(account, Instant::now());
         return Err(ApiError::new(StatusCode::FORBIDDEN, "the current password is wrong"));
     }
+    lock(&state.login_by_account).succeeded(&account);
     state.audit(record(
         format!("user:{}", user.name),
         Some(peer.ip()),

@@ -121,7 +121,7 @@ fn media_token(req: &Request) -> Option<String> {
 /// The principal of a bearer token: `auth.admin_token` or a machine token.
 async fn token_principal(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
     if let Some(admin) = &state.admin_token
-        && constant_time_eq(token.as_bytes(), admin.as_bytes())
+        && constant_time_eq(token.as_bytes(), admin.trim().as_bytes())
     {
         return Ok(Some(Principal { who: Who::ConfigToken, role: Role::Admin, scope: Scope::All, expires_ms: None }));
     }

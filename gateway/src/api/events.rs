@@ -114,6 +114,7 @@ pub async fn patch(
     body: Result<axum::Json<Review>, axum::extract::rejection::JsonRejection>,
 ) -> Result<axum::Json<EventView>, ApiError> {
     let axum::Json(review) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let note_given = review.note.is_some();
     let note = review.note.unwrap_or_default();
     if note.chars().count() > 2000 {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "note is longer than 2000 characters"));
@@ -148,11 +149,28 @@ pub async fn patch(
             });
             moved
         }
-        _ => store(&state)?
-            .patch(id, None, Some(note))
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| ApiError::not_found(format!("no event {id}")))?,
+        // A note alone: only someone who may review, and only when a note is given, so an
+        // empty PATCH never wipes what a reviewer wrote.
+        _ if !note_given => event,
+        _ if !p.can(Action::Review) => {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "only a reviewer edits a note without a review step"));
+        }
+        _ => {
+            let updated = store(&state)?
+                .patch(id, None, Some(note.clone()))
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
+            state.audit(crate::access::audit::Record {
+                actor: p.who.label(),
+                client: String::new(),
+                action: "event_note",
+                target: format!("event:{id}"),
+                site: state.site_of(&updated.camera),
+                detail: note,
+            });
+            updated
+        }
     };
     let _ = state.event_feed.send(updated.clone());
     let history = store(&state)?.history(id).await.map_err(internal)?;
@@ -246,7 +264,16 @@ pub async fn stream(
             }
         }
     });
-    // Graceful shutdown waits for open responses: the feed must end with the gateway.
-    let stream = futures_util::StreamExt::take_until(stream, shutdown);
+    // Graceful shutdown waits for open responses: the feed must end with the gateway, and
+    // with the credential that opened it (a session's or a media token's expiry).
+    let left_ms = p.expires_ms.map(|e| (e - state.now_ms()).max(0) as u64).unwrap_or(100 * 365 * 86_400_000);
+    let expiry = tokio::time::sleep(Duration::from_millis(left_ms));
+    let ended = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = expiry => {}
+        }
+    };
+    let stream = futures_util::StreamExt::take_until(stream, ended);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

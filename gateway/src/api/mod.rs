@@ -72,6 +72,8 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// Signs short-lived media tokens.
     pub media: Arc<crate::access::media::MediaKeys>,
+    /// Password checks (argon2) running at once.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

@@ -101,7 +101,10 @@ pub async fn end(
     Path((camera_id, session)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.camera(&p, &camera_id)?;
-    if state.live.end_viewer(&camera_id, &session) {
+    // Only the viewer itself (or an admin) ends a view.
+    let mine = p.role == crate::access::Role::Admin
+        || state.live.sessions().iter().any(|s| s.id == session && s.owner == p.who.label());
+    if mine && state.live.end_viewer(&camera_id, &session) {
         Ok(StatusCode::OK)
     } else {
         Err(ApiError::not_found(format!("no WHEP session `{session}` on camera `{camera_id}`")))

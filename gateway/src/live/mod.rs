@@ -589,3 +589,6 @@ mod tests {
         assert!(a.pass.chars().all(|c| c.is_ascii_alphanumeric()));
     }
 }
+
+#[cfg(test)]
+mod props;

@@ -275,6 +275,8 @@ proptest! {
         edits in prop::collection::vec(byte_edit(), 1..5),
     ) {
         apply_byte_edits(&mut msg, &edits);
+        // Checking the signature of whatever arrives never panics either.
+        let _ = stun_request_signed(&msg, "a-local-ice-password-24c");
         if let Some(ufrag) = stun_local_ufrag(&msg) {
             // Whatever was found came out of the USERNAME attribute, which names no colon
             // before the local part ends.
@@ -285,6 +287,7 @@ proptest! {
     #[test]
     fn arbitrary_datagrams_never_panic(data in prop::collection::vec(any::<u8>(), 0..200)) {
         let got = stun_local_ufrag(&data);
+        prop_assert!(!stun_request_signed(&data, "a-local-ice-password-24c"), "random bytes are never signed");
         // DTLS and RTP start with a byte above 3: they are never taken for STUN.
         if data.first().is_some_and(|&b| b > 3) {
             prop_assert_eq!(got, None);
