@@ -177,7 +177,9 @@ pub async fn logout_everywhere(State(state): State<AppState>, p: Principal) -> R
     let Who::User { id, .. } = p.who else {
         return Err(bad("only a logged-in account has sessions"));
     };
+    let label = p.who.label();
     let n = state.access.run(move |s| s.end_all_sessions(id)).await.map_err(internal)?;
+    state.live.end_owned_by(&label);
     let mut resp = Json(serde_json::json!({ "ended": n })).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cleared_cookie());
     Ok(resp)
@@ -335,6 +337,7 @@ pub async fn change_user(
     }
     let now = state.now_ms();
     let reset = c.password.is_some();
+    let scope_changed = scope.is_some();
     let user = state
         .access
         .run(move |s| {
@@ -350,7 +353,9 @@ pub async fn change_user(
     let detail =
         format!("{} {}{}{reset}", user.role, user.scope.to_stored(), if user.disabled { ", disabled" } else { "" });
     state.audit(record(p.who.label(), None, "user_changed", user.name.clone(), detail));
-    if user.disabled {
+    // A disabled account, or one whose role or sites changed, keeps no live view opened
+    // under what it could see before.
+    if user.disabled || scope_changed {
         state.live.end_owned_by(&format!("user:{}", user.name));
     }
     Ok(Json(user))

@@ -4,13 +4,18 @@
 /// Niceness given to the calling thread (0 is normal, 19 the lowest).
 pub const DETECT_NICE: i32 = 10;
 
-/// Lowers the calling thread's priority to [`DETECT_NICE`]; best effort.
+/// Lowers the calling thread's priority to [`DETECT_NICE`]; best effort. A thread that
+/// already runs lower (a gateway started with `nice -n 19`) is left as it is.
 pub fn lower_this_thread() {
     // On Linux, PRIO_PROCESS with a thread id applies to that thread alone.
-    // SAFETY: gettid and setpriority take no pointers and cannot violate memory safety.
+    // SAFETY: gettid, getpriority and setpriority take no pointers and cannot violate
+    // memory safety.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, DETECT_NICE);
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now < DETECT_NICE {
+            libc::setpriority(libc::PRIO_PROCESS, tid, DETECT_NICE);
+        }
     }
 }
 
