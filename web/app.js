@@ -1,5 +1,5 @@
 // The live page: a WHEP player per camera, the violations list and the review dialog.
-import { WhepPlayer } from './whep.js';
+import { cameraTile } from '/tile.js';
 
 const grid = document.getElementById('grid');
 const loginForm = document.getElementById('login');
@@ -62,24 +62,8 @@ async function show() {
   const cameras = await resp.json();
   grid.innerHTML = '';
   for (const cam of cameras) {
-    const fig = document.createElement('figure');
-    const video = document.createElement('video');
-    video.muted = true; video.playsInline = true; video.autoplay = true;
-    video.dataset.camera = cam.id;
-    const cap = document.createElement('figcaption');
-    const name = document.createElement('span');
-    name.textContent = cam.name;
-    const state = document.createElement('span');
-    state.className = 'state';
-    cap.append(name, state);
-    fig.append(video, cap);
-    grid.append(fig);
-    const player = new WhepPlayer(video, {
-      url: new URL(cam.whep, location.href).toString(),
-      onState: (s, detail) => { state.className = `state ${s}`; state.textContent = (labels[s] || s) + (detail ? `: ${detail}` : ''); },
-    });
-    players.push(player);
-    player.start();
+    const url = new URL(cam.whep, location.href).toString();
+    players.push(cameraTile(grid, cam, url, (s, detail) => (labels[s] || s) + (detail ? `: ${detail}` : '')));
   }
   showEvents(cameras);
 }

@@ -1,6 +1,6 @@
 // The parents' page: a share link's cameras live, and nothing else. The token in the
 // address is the only key; no account, no cookie.
-import { WhepPlayer } from '/whep.js';
+import { cameraTile } from '/tile.js';
 
 const base = location.pathname.replace(/\/+$/, '');
 const grid = document.getElementById('grid');
@@ -37,24 +37,8 @@ async function load() {
   if (players.length) return;
   grid.innerHTML = '';
   for (const cam of info.cameras) {
-    const fig = document.createElement('figure');
-    const video = document.createElement('video');
-    video.muted = true; video.playsInline = true; video.autoplay = true;
-    video.dataset.camera = cam.id;
-    const cap = document.createElement('figcaption');
-    const name = document.createElement('span');
-    name.textContent = cam.name;
-    const state = document.createElement('span');
-    state.className = 'state';
-    cap.append(name, state);
-    fig.append(video, cap);
-    grid.append(fig);
-    const player = new WhepPlayer(video, {
-      url: new URL(`${base}/cameras/${encodeURIComponent(cam.id)}/whep`, location.href).toString(),
-      onState: (s) => { state.className = `state ${s}`; state.textContent = labels[s] || s; },
-    });
-    players.push(player);
-    player.start();
+    const url = new URL(`${base}/cameras/${encodeURIComponent(cam.id)}/whep`, location.href).toString();
+    players.push(cameraTile(grid, cam, url, (s) => labels[s] || s));
   }
 }
 

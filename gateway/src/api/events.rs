@@ -199,6 +199,12 @@ async fn serve_file(
     Ok(resp.map(Body::new))
 }
 
+/// The stored files of event `id`, if the principal sees it.
+async fn scoped_files(state: &AppState, p: &Principal, id: i64) -> Result<crate::events::EventFiles, ApiError> {
+    scoped(state, p, id).await?;
+    store(state)?.files(id).await.map_err(internal)?.ok_or_else(|| ApiError::not_found(format!("no event {id}")))
+}
+
 /// `GET /api/events/{id}/snapshot.jpg`.
 pub async fn snapshot(
     State(state): State<AppState>,
@@ -206,12 +212,7 @@ pub async fn snapshot(
     EventId(id): EventId,
     req: Request,
 ) -> Result<Response, ApiError> {
-    scoped(&state, &p, id).await?;
-    let files = store(&state)?
-        .files(id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
+    let files = scoped_files(&state, &p, id).await?;
     serve_file(&state, files.snapshot, "snapshot", id, "image/jpeg", req).await
 }
 
@@ -222,12 +223,7 @@ pub async fn clip(
     EventId(id): EventId,
     req: Request,
 ) -> Result<Response, ApiError> {
-    scoped(&state, &p, id).await?;
-    let files = store(&state)?
-        .files(id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
+    let files = scoped_files(&state, &p, id).await?;
     serve_file(&state, files.clip, "clip (yet)", id, "video/mp4", req).await
 }
 

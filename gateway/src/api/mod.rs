@@ -193,6 +193,7 @@ pub fn router(state: AppState) -> Router {
         .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("../../../web/app.css")) }))
         .route("/whep.js", get(|| async { page(JS, include_str!("../../../web/whep.js")) }))
         .route("/share.js", get(|| async { page(JS, include_str!("../../../web/share.js")) }))
+        .route("/tile.js", get(|| async { page(JS, include_str!("../../../web/tile.js")) }))
         .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
 }
