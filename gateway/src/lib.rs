@@ -19,4 +19,5 @@ pub mod metrics;
 pub mod recorder;
 pub mod rules;
 pub mod sampler;
+pub mod sqlite;
 pub mod track;

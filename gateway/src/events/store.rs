@@ -244,24 +244,7 @@ impl Store {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join("events.db");
         let err = |source| StoreError::Sqlite { path: path.clone(), source };
-        let mut conn = Connection::open(&path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
-        if version > MIGRATIONS.len() as i64 {
-            return Err(err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
-                Some(format!("schema version {version} is newer than this gateway knows ({})", MIGRATIONS.len())),
-            )));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            let tx = conn.transaction().map_err(err)?;
-            tx.execute_batch(sql).map_err(err)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
-            tx.commit().map_err(err)?;
-        }
+        let conn = crate::sqlite::open(&path, MIGRATIONS).map_err(err)?;
         conn.execute("UPDATE events SET clip_state = 'failed' WHERE clip_state = 'pending'", []).map_err(err)?;
         // Violations still open when the gateway stopped will never see their end; without
         // one, age retention would never remove them. Their end is unknown: close them
