@@ -181,18 +181,30 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         auth_failures: Arc::new(Mutex::new(crate::access::throttle::Throttle::new(
             crate::access::throttle::Policy::default(),
         ))),
-        sse_streams: Arc::new(tokio::sync::Semaphore::new(config.server.max_event_streams)),
+        feeds: api::feeds::Feeds::new(config.server.max_event_streams, config.server.max_event_streams_per_principal),
         access: access.clone(),
         session_limits,
         login_by_ip: Arc::new(Mutex::new(crate::access::throttle::Throttle::new(Default::default()))),
         login_by_account: Arc::new(Mutex::new(crate::access::throttle::Throttle::new(Default::default()))),
-        secure_cookies: false,
         sites: Arc::new(crate::config::sites(&config)),
         clock: clock.clone(),
         media: Arc::new(crate::access::media::MediaKeys::default()),
         password_checks: Arc::new(tokio::sync::Semaphore::new(2)),
     };
     tasks.spawn(api::share::reap(state.clone(), shutdown.child_token()));
+    let tls = match &config.server.tls {
+        None => None,
+        Some(t) => {
+            let files = api::tls::TlsFiles { cert: t.cert.clone(), key: t.key.clone() };
+            let certs = api::tls::Certificates::open(files, state.metrics.tls.clone())?;
+            tasks.spawn(api::tls::watch(certs.clone(), shutdown.child_token()));
+            Some(certs.acceptor())
+        }
+    };
+    let transport = api::server::Transport {
+        tls,
+        proxies: Arc::new(api::client::TrustedProxies::new(cfg.trusted_proxies.clone())),
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on server.listen {}", cfg.listen))?;
@@ -211,7 +223,8 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(m) = &metrics_listener {
         println!("mingchu metrics on http://{}", m.local_addr()?);
     }
-    println!("mingchu listening on http://{}", listener.local_addr()?);
+    let scheme = if transport.tls.is_some() { "https" } else { "http" };
+    println!("mingchu listening on {scheme}://{}", listener.local_addr()?);
     let limits = api::server::ConnLimits {
         header_timeout: Duration::from_secs_f64(config.server.header_timeout_s),
         idle_timeout: Duration::from_secs_f64(config.server.idle_timeout_s),
@@ -223,12 +236,22 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     let conn_metrics = api::server::ConnMetrics {
         open: state.metrics.http_connections.clone(),
         idle_closed: state.metrics.http_idle_closed.clone(),
+        tls_failed: state.metrics.tls_handshake_failures.clone(),
     };
     let metrics_server = metrics_listener.map(|l| {
         let router = api::metrics_router(state.clone());
-        tokio::spawn(api::server::serve(l, router, limits, api::server::ConnMetrics::default(), shutdown.clone()))
+        // Plain HTTP for a local Prometheus; the proxies are the main listener's concern.
+        let plain = api::server::Transport::default();
+        tokio::spawn(api::server::serve(
+            l,
+            router,
+            limits,
+            plain,
+            api::server::ConnMetrics::default(),
+            shutdown.clone(),
+        ))
     });
-    api::server::serve(listener, api::router(state), limits, conn_metrics, shutdown.clone()).await;
+    api::server::serve(listener, api::router(state), limits, transport, conn_metrics, shutdown.clone()).await;
     if let Some(m) = metrics_server {
         let _ = m.await;
     }

@@ -257,11 +257,32 @@ pub struct ServerConfig {
     /// Most event feeds (SSE) open at once. Default 64.
     #[serde(default = "default_max_event_streams")]
     pub max_event_streams: usize,
+    /// Most event feeds one account or token has open at once (its tabs and devices).
+    /// Default 4.
+    #[serde(default = "default_max_event_streams_per_principal")]
+    pub max_event_streams_per_principal: usize,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` name the client. Default none: the TCP peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Serve HTTPS with this certificate. Absent: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// A separate listen address serving `/metrics` without a token (e.g.
     /// `127.0.0.1:9464` for a local Prometheus). Unset: `/metrics` is on `listen` and
     /// needs the admin token.
     #[serde(default)]
     pub metrics_listen: Option<String>,
+}
+
+/// `[server.tls]`: PEM files, read again when they change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
 }
 
 /// `[auth]`.
@@ -453,6 +474,9 @@ fn default_max_connections() -> usize {
 fn default_max_event_streams() -> usize {
     64
 }
+fn default_max_event_streams_per_principal() -> usize {
+    4
+}
 fn default_udp_listen() -> String {
     "127.0.0.1:8189".into()
 }
@@ -501,6 +525,8 @@ pub struct Validated {
     pub udp_listen: SocketAddr,
     /// `server.metrics_listen`, parsed.
     pub metrics_listen: Option<SocketAddr>,
+    /// `server.trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<crate::api::client::Cidr>,
     /// ICE host candidate addresses (each with the `udp_listen` port).
     pub candidates: Vec<SocketAddr>,
     /// The file it was read from.
@@ -538,6 +564,10 @@ impl Config {
     /// was built in (`target/release/mingchu` → the repository root).
     fn resolve_paths(&mut self, config_dir: &Path) {
         self.server.data_dir = config_dir.join(&self.server.data_dir);
+        if let Some(tls) = &mut self.server.tls {
+            tls.cert = config_dir.join(&tls.cert);
+            tls.key = config_dir.join(&tls.key);
+        }
         self.detect.model = if self.detect.model == default_model() {
             shipped_file(&self.detect.model, config_dir)
         } else {
@@ -578,6 +608,17 @@ impl Config {
         }
         if !(1..=10_000).contains(&sv.max_event_streams) {
             return Err(invalid("server.max_event_streams", "must be between 1 and 10000"));
+        }
+        // Above `max_event_streams` it is that cap in effect.
+        if !(1..=10_000).contains(&sv.max_event_streams_per_principal) {
+            return Err(invalid("server.max_event_streams_per_principal", "must be between 1 and 10000"));
+        }
+        let mut trusted_proxies = Vec::new();
+        for (i, p) in sv.trusted_proxies.iter().enumerate() {
+            let net = p.parse().map_err(|e: crate::api::client::BadCidr| {
+                invalid(format!("server.trusted_proxies[{i}]"), e.to_string())
+            })?;
+            trusted_proxies.push(net);
         }
         if let Some(t) = &self.auth.admin_token
             && t.trim().len() < 8
@@ -743,6 +784,7 @@ impl Config {
             listen,
             udp_listen,
             metrics_listen,
+            trusted_proxies,
             candidates,
             path: PathBuf::new(),
             digest: String::new(),
@@ -893,6 +935,9 @@ url = "rtsp://127.0.0.1:8554/cam1"
             ("max_connections = 0", "server.max_connections"),
             ("max_event_streams = 0", "server.max_event_streams"),
             ("metrics_listen = \"localhost\"", "server.metrics_listen"),
+            ("max_event_streams_per_principal = 0", "server.max_event_streams_per_principal"),
+            ("trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/40\"]", "server.trusted_proxies[1]"),
+            ("tls = { cert = \"c.pem\" }", "key"),
         ] {
             let text = GOOD.replace("data_dir = \"./data\"", &format!("data_dir = \"./data\"\n{line}"));
             let err = parse(&text).unwrap_err().to_string();

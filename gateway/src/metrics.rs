@@ -48,6 +48,10 @@ pub struct Metrics {
     pub http_connections: Gauge,
     /// HTTP connections closed for being idle (or silent before their headers).
     pub http_idle_closed: Counter,
+    /// TLS handshakes that failed or did not finish in time.
+    pub tls_handshake_failures: Counter,
+    /// The served certificate's expiry and its reloads.
+    pub tls: crate::api::tls::TlsMetrics,
 }
 
 /// Detection counters.
@@ -154,6 +158,28 @@ impl Metrics {
         let http_connections = Gauge::default();
         let http_idle_closed = Counter::default();
         registry.register("http_connections", "HTTP connections open", http_connections.clone());
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or did not finish within server.header_timeout_s",
+            tls_handshake_failures.clone(),
+        );
+        let tls = crate::api::tls::TlsMetrics::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the served TLS certificate expires (UNIX seconds)",
+            tls.expiry.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "TLS certificates loaded again after their files changed",
+            tls.reloads.clone(),
+        );
+        registry.register(
+            "tls_reload_failures",
+            "Changed TLS files that could not be used (the previous certificate kept serving)",
+            tls.reload_failures.clone(),
+        );
         registry.register(
             "http_idle_closed",
             "HTTP connections closed because nothing moved on them for server.idle_timeout_s",
@@ -200,6 +226,8 @@ impl Metrics {
             retention_removed,
             http_connections,
             http_idle_closed,
+            tls_handshake_failures,
+            tls,
         }
     }
 

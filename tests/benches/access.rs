@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         role: Role::Reviewer,
         scope: Scope::Sites(BTreeSet::from(["s1".to_string(), "s3".to_string()])),
         expires_ms: None,
+        session: None,
     };
     let sites: Vec<String> = (0..8).map(|i| format!("s{}", i % 4)).collect();
     let rounds = 1_000_000u32;

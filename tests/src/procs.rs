@@ -416,9 +416,13 @@ impl Gateway {
         let log = std::env::var("MINGCHU_LOG").unwrap_or_else(|_| "info,str0m=warn".into());
         cmd.arg("--config").arg(&path).current_dir(dir.path()).env("RUST_LOG", log);
         let proc = Proc::spawn("mingchu", cmd, "mingchu listening on", GATEWAY_READY)?;
-        let http = parse_addr_after(&proc.startup, "mingchu listening on http://")?;
+        // `https://` when the config has `[server.tls]`.
+        let base = match parse_addr_after(&proc.startup, "mingchu listening on http://") {
+            Ok(http) => format!("http://{http}"),
+            Err(_) => format!("https://{}", parse_addr_after(&proc.startup, "mingchu listening on https://")?),
+        };
         let udp = parse_addr_after(&proc.startup, "mingchu webrtc on udp ")?;
-        Ok(Self { proc, base: format!("http://{http}"), udp, token: TOKEN.into(), dir })
+        Ok(Self { proc, base, udp, token: TOKEN.into(), dir })
     }
 
     /// Starts mingchu for `cameras`.

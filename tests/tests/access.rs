@@ -461,3 +461,48 @@ async fn a_media_token_opens_one_path_as_its_principal() -> anyhow::Result<()> {
     assert_eq!(mint("/api/users".into()).send().await?.status(), 400, "only media paths");
     Ok(())
 }
+
+/// Reads an SSE response until the gateway ends it; how long that took, or None.
+async fn feed_end(mut feed: reqwest::Response, within: Duration) -> Option<Duration> {
+    let t = std::time::Instant::now();
+    loop {
+        match tokio::time::timeout(within.saturating_sub(t.elapsed()), feed.chunk()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(_) => return Some(t.elapsed()),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_feeds_end_when_their_session_or_token_is_withdrawn() -> anyhow::Result<()> {
+    let w = world("").await?;
+    // Two browsers of one reviewer; logging out of one ends its feed only.
+    let one = login(&w, "li.reviewer").await?;
+    let two = login(&w, "li.reviewer").await?;
+    let feed_one = one.req(reqwest::Method::GET, "/api/events/stream").send().await?;
+    let feed_two = two.req(reqwest::Method::GET, "/api/events/stream").send().await?;
+    assert_eq!((feed_one.status(), feed_two.status()), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(one.status(reqwest::Method::DELETE, "/api/session").await?, 204);
+    let ended = feed_end(feed_one, Duration::from_secs(5)).await;
+    assert!(ended.is_some(), "the logged-out browser's feed ended within 5 s");
+    assert_eq!(feed_end(feed_two, Duration::from_millis(1500)).await, None, "the other browser's feed goes on");
+
+    // A machine token's feed ends when the token is revoked.
+    let admin = login(&w, "admin").await?;
+    let r = admin
+        .req(reqwest::Method::POST, "/api/tokens")
+        .json(&serde_json::json!({"name": "platform", "role": "regulator", "sites": "*"}))
+        .send()
+        .await?;
+    let created: serde_json::Value = r.json().await?;
+    let secret = created["secret"].as_str().unwrap_or_default().to_owned();
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/events/stream", w.gw.base);
+    let feed = http.get(&url).bearer_auth(&secret).send().await?;
+    assert_eq!(feed.status(), 200);
+    let id = created["id"].as_i64().unwrap_or_default();
+    assert_eq!(admin.status(reqwest::Method::DELETE, &format!("/api/tokens/{id}")).await?, 200);
+    assert!(feed_end(feed, Duration::from_secs(5)).await.is_some(), "the revoked token's feed ended within 5 s");
+    Ok(())
+}

@@ -169,6 +169,22 @@ async fn event_feeds_are_capped_and_a_closed_one_frees_its_place() -> anyhow::Re
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_principal_cannot_take_every_event_feed() -> anyhow::Result<()> {
+    let gw = gateway("max_event_streams = 8\nmax_event_streams_per_principal = 2")?;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/events/stream", gw.base);
+    let a = client.get(&url).bearer_auth(&gw.token).send().await?;
+    let b = client.get(&url).bearer_auth(&gw.token).send().await?;
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let c = client.get(&url).bearer_auth(&gw.token).send().await?;
+    assert_eq!(c.status(), 429, "a third feed of one principal is refused");
+    let err: serde_json::Value = c.json().await?;
+    assert!(err["error"].as_str().unwrap_or_default().contains("2 event feeds open"), "{err}");
+    drop((a, b));
+    Ok(())
+}
+
 #[test]
 fn the_data_directory_and_database_are_private() -> anyhow::Result<()> {
     let gw = gateway("")?;

@@ -81,6 +81,7 @@ mod tests {
             role: Role::Reviewer,
             scope: Scope::All,
             expires_ms: None,
+            session: None,
         }
     }
 

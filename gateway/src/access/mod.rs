@@ -194,6 +194,10 @@ pub struct Principal {
     pub scope: Scope,
     /// When this credential stops working, UNIX ms (none for tokens that do not expire).
     pub expires_ms: Option<i64>,
+    /// The login session it came from ([`store::session_key`]), so that a logout ends
+    /// what was opened with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl Principal {
@@ -263,6 +267,7 @@ mod tests {
             role: Role::Reviewer,
             scope: sites(&["a"]),
             expires_ms: None,
+            session: None,
         };
         assert!(p.sees_site("a") && !p.sees_site("b"));
         let admin = Principal { role: Role::Admin, scope: sites(&[]), ..p };

@@ -170,6 +170,11 @@ pub(super) fn digest(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
+/// A login session's name in memory: the start of its stored hash, never the secret.
+pub fn session_key(secret: &str) -> String {
+    digest(secret)[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn role_of(s: &str) -> rusqlite::Result<Role> {
     Role::parse(s)
         .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("role `{s}`"), rusqlite::types::Type::Text))

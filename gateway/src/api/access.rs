@@ -1,16 +1,17 @@
 //! Logging in and out, the caller's own account, and (for admins) accounts and machine
 //! tokens.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Can, ManageAccess, SESSION_COOKIE, cookie, lock};
+use super::client::Client;
 use super::{ApiError, AppState};
 use crate::access::audit::{AuditFilter, Record};
 use crate::access::store::{AccessError, Token, User};
@@ -37,10 +38,11 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
 }
 
-/// The session cookie for `secret`; `Secure` when the gateway serves TLS.
-fn session_cookie(state: &AppState, secret: &str) -> HeaderValue {
+/// The session cookie for `secret`; `Secure` when the client came over HTTPS (the
+/// gateway's own TLS, or a trusted proxy's).
+fn session_cookie(state: &AppState, secret: &str, https: bool) -> HeaderValue {
     let max_age = state.session_limits.max_ms / 1000;
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let secure = if https { "; Secure" } else { "" };
     let v = format!("{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -79,12 +81,12 @@ impl From<Principal> for Me {
 /// ends, so the real user is never locked out for good.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     headers: HeaderMap,
     body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(login) = body.map_err(|e| bad(e.body_text()))?;
-    let ip = Some(peer.ip());
+    let ip = Some(client.ip);
     let account = login.name.trim().to_lowercase();
     // At most a few password checks run at once: each takes 19 MiB and most of a core
     // for tens of milliseconds, and a burst must not turn into gigabytes. Waiting here
@@ -139,7 +141,7 @@ pub async fn login(
         expires_ms: Some(state.now_ms() + state.session_limits.idle_ms.min(state.session_limits.max_ms)),
     };
     let mut resp = Json(me).into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &secret));
+    resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &secret, client.https));
     Ok(resp)
 }
 
@@ -160,11 +162,12 @@ async fn start_session(
 pub async fn logout(
     State(state): State<AppState>,
     p: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.audit(record(p.who.label(), Some(peer.ip()), "logout", String::new(), String::new()));
+    state.audit(record(p.who.label(), Some(client.ip), "logout", String::new(), String::new()));
     if let Some(secret) = cookie(&headers, SESSION_COOKIE).map(str::to_owned) {
+        state.feeds.end_session(&crate::access::store::session_key(&secret));
         state.access.run(move |s| s.end_session(&secret)).await.map_err(internal)?;
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
@@ -179,7 +182,7 @@ pub async fn logout_everywhere(State(state): State<AppState>, p: Principal) -> R
     };
     let label = p.who.label();
     let n = state.access.run(move |s| s.end_all_sessions(id)).await.map_err(internal)?;
-    state.live.end_owned_by(&label);
+    state.end_owned_by(&label);
     let mut resp = Json(serde_json::json!({ "ended": n })).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cleared_cookie());
     Ok(resp)
@@ -203,7 +206,7 @@ pub struct PasswordChange {
 pub async fn change_password(
     State(state): State<AppState>,
     p: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     headers: HeaderMap,
     body: Result<Json<PasswordChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -241,14 +244,17 @@ pub async fn change_password(
     lock(&state.login_by_account).succeeded(&account);
     state.audit(record(
         format!("user:{}", user.name),
-        Some(peer.ip()),
+        Some(client.ip),
         "password_changed",
         user.name.clone(),
         String::new(),
     ));
-    let secret = start_session(&state, &user, Some(peer.ip()), &headers).await?;
+    // The other sessions ended with the change; so do the feeds they had open (this
+    // browser's reconnects with its new cookie).
+    state.feeds.end_owned_by(&format!("user:{}", user.name));
+    let secret = start_session(&state, &user, Some(client.ip), &headers).await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &secret));
+    resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &secret, client.https));
     Ok(resp)
 }
 
@@ -349,14 +355,15 @@ pub async fn change_user(
         })
         .await
         .map_err(access_error)?;
+    let was_reset = reset;
     let reset = if reset { ", password reset" } else { "" };
     let detail =
         format!("{} {}{}{reset}", user.role, user.scope.to_stored(), if user.disabled { ", disabled" } else { "" });
     state.audit(record(p.who.label(), None, "user_changed", user.name.clone(), detail));
-    // A disabled account, or one whose role or sites changed, keeps no live view opened
-    // under what it could see before.
-    if user.disabled || scope_changed {
-        state.live.end_owned_by(&format!("user:{}", user.name));
+    // A disabled account, or one whose role, sites or password changed, keeps no live
+    // view or event feed opened under what it could do before.
+    if user.disabled || scope_changed || was_reset {
+        state.end_owned_by(&format!("user:{}", user.name));
     }
     Ok(Json(user))
 }
@@ -414,7 +421,7 @@ pub async fn revoke_token(
     let token = state.access.run(move |s| s.revoke_token(id, now)).await.map_err(access_error)?;
     state.audit(record(p.who.label(), None, "token_revoked", token.name.clone(), String::new()));
     // Live views opened with it end now, not when their viewers leave.
-    state.live.end_owned_by(&format!("token:{}", token.name));
+    state.end_owned_by(&format!("token:{}", token.name));
     Ok(Json(token))
 }
 

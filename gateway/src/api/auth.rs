@@ -28,9 +28,12 @@ fn is_public(method: &Method, path: &str) -> bool {
     method == Method::POST && (path == "/session" || path == "/api/session")
 }
 
-/// The client's address (the TCP peer).
+/// The client's address: the TCP peer, or the client a trusted proxy forwarded for.
 pub fn client_ip(parts_ext: &axum::http::Extensions) -> Option<IpAddr> {
-    parts_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+    match parts_ext.get::<super::client::Client>() {
+        Some(c) => Some(c.ip),
+        None => parts_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
+    }
 }
 
 /// The value of `name` in the request's cookies.
@@ -83,6 +86,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         check_same_origin(req.method(), req.headers())?;
         let limits = state.session_limits;
         let now = state.now_ms();
+        let key = crate::access::store::session_key(&secret);
         let found = state.access.run(move |s| s.session(&secret, now, limits)).await.map_err(internal)?;
         let Some(session) = found else {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "your session has ended; log in again"));
@@ -92,6 +96,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             role: session.user.role,
             scope: session.user.scope,
             expires_ms: Some(session.expires_ms),
+            session: Some(key),
         }
     } else if let Some(mt) = media_token(&req) {
         // A media token opens its one path, for GET (and a WHEP offer), until it expires.
@@ -123,7 +128,13 @@ async fn token_principal(state: &AppState, token: &str) -> Result<Option<Princip
     if let Some(admin) = &state.admin_token
         && constant_time_eq(token.as_bytes(), admin.trim().as_bytes())
     {
-        return Ok(Some(Principal { who: Who::ConfigToken, role: Role::Admin, scope: Scope::All, expires_ms: None }));
+        return Ok(Some(Principal {
+            who: Who::ConfigToken,
+            role: Role::Admin,
+            scope: Scope::All,
+            expires_ms: None,
+            session: None,
+        }));
     }
     if !token.starts_with(crate::access::store::TOKEN_PREFIX) {
         return Ok(None);
@@ -136,6 +147,7 @@ async fn token_principal(state: &AppState, token: &str) -> Result<Option<Princip
         role: t.role,
         scope: t.scope,
         expires_ms: None,
+        session: None,
     }))
 }
 

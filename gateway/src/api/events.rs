@@ -14,6 +14,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::auth::{Can, ReadEvents};
+use super::feeds::FeedsFull;
 use super::{ApiError, AppState};
 use crate::access::{Action, Principal};
 use crate::events::{Event, Filter, Status, Store, Transition, workflow};
@@ -232,9 +233,14 @@ pub async fn stream(
     State(state): State<AppState>,
     Can(p, _): Can<ReadEvents>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let permit = state.sse_streams.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many event feeds are open; try again later")
+    let permit = state.feeds.open(&p.who.label(), p.session.as_deref()).map_err(|e| {
+        let status = match e {
+            FeedsFull::Total(_) => StatusCode::SERVICE_UNAVAILABLE,
+            FeedsFull::Principal(_) => StatusCode::TOO_MANY_REQUESTS,
+        };
+        ApiError::new(status, e.to_string())
     })?;
+    let revoked = permit.ended.clone().cancelled_owned();
     let rx = state.event_feed.subscribe();
     let shutdown = state.shutdown.clone().cancelled_owned();
     // The permit travels with the stream and is released when the client goes.
@@ -261,13 +267,15 @@ pub async fn stream(
         }
     });
     // Graceful shutdown waits for open responses: the feed must end with the gateway, and
-    // with the credential that opened it (a session's or a media token's expiry).
+    // with the credential that opened it (a session's or a media token's expiry, a logout,
+    // a revocation).
     let left_ms = p.expires_ms.map(|e| (e - state.now_ms()).max(0) as u64).unwrap_or(100 * 365 * 86_400_000);
     let expiry = tokio::time::sleep(Duration::from_millis(left_ms));
     let ended = async move {
         tokio::select! {
             _ = shutdown => {}
             _ = expiry => {}
+            _ = revoked => {}
         }
     };
     let stream = futures_util::StreamExt::take_until(stream, ended);

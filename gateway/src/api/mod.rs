@@ -2,11 +2,14 @@
 
 mod access;
 mod auth;
+pub mod client;
 mod error;
 mod events;
+pub mod feeds;
 mod headers;
 pub mod server;
 pub mod share;
+pub mod tls;
 mod whep;
 
 use std::collections::BTreeMap;
@@ -54,8 +57,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Wrong-token back-off per client address.
     pub auth_failures: Arc<std::sync::Mutex<crate::access::throttle::Throttle<std::net::IpAddr>>>,
-    /// Open SSE feeds: each holds a permit, so their number is bounded.
-    pub sse_streams: Arc<tokio::sync::Semaphore>,
+    /// Open SSE feeds, bounded in total and per principal.
+    pub feeds: Arc<feeds::Feeds>,
     /// Accounts, sessions and machine tokens.
     pub access: crate::access::store::AccessStore,
     /// How long login sessions last.
@@ -64,8 +67,6 @@ pub struct AppState {
     pub login_by_ip: Arc<std::sync::Mutex<crate::access::throttle::Throttle<std::net::IpAddr>>>,
     /// Failed-login back-off per account name.
     pub login_by_account: Arc<std::sync::Mutex<crate::access::throttle::Throttle<String>>>,
-    /// Whether session cookies are marked `Secure` (the gateway serves TLS).
-    pub secure_cookies: bool,
     /// The sites, as configured.
     pub sites: Arc<Vec<crate::config::SiteConfig>>,
     /// Wall-clock time for sessions and workflow steps.
@@ -116,6 +117,15 @@ impl AppState {
 
     fn site_ids(&self) -> Vec<String> {
         self.sites.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// Ends what `owner` (a principal's label) has open: live views and event feeds.
+    fn end_owned_by(&self, owner: &str) {
+        let views = self.live.end_owned_by(owner);
+        let feeds = self.feeds.end_owned_by(owner);
+        if views + feeds > 0 {
+            tracing::info!(owner, views, feeds, "ended what a withdrawn credential had open");
+        }
     }
 
     fn now_ms(&self) -> i64 {
@@ -224,15 +234,19 @@ struct Health {
     detect: serde_json::Value,
 }
 
-async fn health(State(state): State<AppState>, _: Principal) -> axum::Json<Health> {
-    let online = state.cameras.values().filter(|c| c.report().state == crate::ingest::LinkState::Online).count();
+/// `GET /api/health`: counts of what the principal sees (a school's reviewer learns
+/// nothing about other sites' cameras or viewers).
+async fn health(State(state): State<AppState>, p: Principal) -> axum::Json<Health> {
+    let visible: Vec<_> = state.cameras.values().filter(|c| p.sees_site(&c.config.site)).collect();
+    let online = visible.iter().filter(|c| c.report().state == crate::ingest::LinkState::Online).count();
+    let viewers = visible.iter().map(|c| c.hub.metrics().viewers.get().max(0) as usize).sum();
     axum::Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs(),
-        cameras: state.cameras.len(),
+        cameras: visible.len(),
         cameras_online: online,
-        viewers: state.live.viewer_count(),
+        viewers,
         detect: state.detect_status.lock().map(|v| v.clone()).unwrap_or_default(),
     })
 }

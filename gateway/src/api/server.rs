@@ -4,6 +4,8 @@
 //! `axum::serve` runs hyper without a timer, so a client that opens a connection and
 //! sends nothing holds it (and a file descriptor) for ever. Here every connection is
 //! served by hyper with a timer, watched for inactivity, and counted against a cap.
+//! With `[server.tls]` each connection is a TLS one, its handshake due within the header
+//! timeout.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -42,6 +44,17 @@ pub struct ConnMetrics {
     pub open: prometheus_client::metrics::gauge::Gauge,
     /// Connections closed because they were idle.
     pub idle_closed: prometheus_client::metrics::counter::Counter,
+    /// TLS handshakes that failed or did not finish in time.
+    pub tls_failed: prometheus_client::metrics::counter::Counter,
+}
+
+/// How connections arrive: plain or TLS, and from which proxies forwarded headers count.
+#[derive(Clone, Default)]
+pub struct Transport {
+    /// Set: every connection is TLS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
+    pub proxies: Arc<super::client::TrustedProxies>,
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then lets requests in flight
@@ -50,6 +63,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
+    transport: Transport,
     metrics: ConnMetrics,
     shutdown: CancellationToken,
 ) {
@@ -79,9 +93,10 @@ pub async fn serve(
         let router = router.clone();
         let metrics = metrics.clone();
         let stop = shutdown.clone();
+        let transport = transport.clone();
         conns.spawn(async move {
             metrics.open.inc();
-            serve_connection(stream, peer, router, limits, &metrics, stop).await;
+            serve_connection(stream, peer, router, limits, transport, &metrics, stop).await;
             metrics.open.dec();
             drop(permit);
         });
@@ -105,48 +120,93 @@ async fn serve_connection(
     peer: SocketAddr,
     router: Router,
     limits: ConnLimits,
+    transport: Transport,
     metrics: &ConnMetrics,
     shutdown: CancellationToken,
 ) {
     let activity = Activity::new();
-    let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(req.map(axum::body::Body::new))
-    });
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
-    let conn = http.serve_connection(io, service);
-    tokio::pin!(conn);
-    let mut closing = false;
-    let mut tick = tokio::time::interval(Duration::from_secs(1).min(limits.idle_timeout));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    debug!(%peer, error = %e, "HTTP connection ended with an error");
-                }
-                return;
-            }
-            _ = shutdown.cancelled(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = tick.tick() => {
-                if activity.idle_for() < limits.idle_timeout {
-                    continue;
-                }
-                if closing {
-                    // Still nothing moved since the graceful close: a client that stopped
-                    // reading a response. Drop it.
-                    metrics.idle_closed.inc();
+    let watched = Watched { inner: stream, activity: activity.clone() };
+    let Some(acceptor) = &transport.tls else {
+        let conn = Conn { peer, tls: false, router, proxies: transport.proxies.clone(), limits, activity };
+        return conn.drive(watched, metrics, shutdown).await;
+    };
+    let handshake = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = tokio::time::timeout(limits.header_timeout, acceptor.accept(watched)) => r,
+    };
+    match handshake {
+        Ok(Ok(tls)) => {
+            let conn = Conn { peer, tls: true, router, proxies: transport.proxies.clone(), limits, activity };
+            conn.drive(tls, metrics, shutdown).await
+        }
+        Ok(Err(e)) => {
+            metrics.tls_failed.inc();
+            debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            metrics.tls_failed.inc();
+            debug!(%peer, "TLS handshake not finished within the header timeout");
+        }
+    }
+}
+
+/// One accepted connection, ready for HTTP.
+struct Conn {
+    peer: SocketAddr,
+    tls: bool,
+    router: Router,
+    proxies: Arc<super::client::TrustedProxies>,
+    limits: ConnLimits,
+    activity: Activity,
+}
+
+impl Conn {
+    async fn drive<I>(self, io: I, metrics: &ConnMetrics, shutdown: CancellationToken)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn { peer, tls, router, proxies, limits, activity } = self;
+        let io = TokioIo::new(io);
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let client = proxies.client(peer.ip(), tls, req.headers());
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(client);
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+        let conn = http.serve_connection(io, service);
+        tokio::pin!(conn);
+        let mut closing = false;
+        let mut tick = tokio::time::interval(Duration::from_secs(1).min(limits.idle_timeout));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        debug!(%peer, error = %e, "HTTP connection ended with an error");
+                    }
                     return;
                 }
-                metrics.idle_closed.inc();
-                closing = true;
-                activity.touch();
-                conn.as_mut().graceful_shutdown();
+                _ = shutdown.cancelled(), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ = tick.tick() => {
+                    if activity.idle_for() < limits.idle_timeout {
+                        continue;
+                    }
+                    if closing {
+                        // Still nothing moved since the graceful close: a client that stopped
+                        // reading a response. Drop it.
+                        metrics.idle_closed.inc();
+                        return;
+                    }
+                    metrics.idle_closed.inc();
+                    closing = true;
+                    activity.touch();
+                    conn.as_mut().graceful_shutdown();
+                }
             }
         }
     }
@@ -245,7 +305,7 @@ mod tests {
         let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
         let stop = CancellationToken::new();
         let metrics = ConnMetrics::default();
-        let task = tokio::spawn(serve(listener, router, limits(), metrics.clone(), stop.clone()));
+        let task = tokio::spawn(serve(listener, router, limits(), Transport::default(), metrics.clone(), stop.clone()));
         (addr, stop, task, metrics)
     }
 

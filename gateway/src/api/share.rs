@@ -1,15 +1,14 @@
 //! Share links: created by admins and regulators for one site (`/api/shares`), opened by
 //! parents at `/s/{token}` with no login: that site's chosen cameras live, nothing else.
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::client::Client;
 use super::{ApiError, AppState};
 use crate::access::audit::Record;
 use crate::access::share::{Availability, MAX_DAYS, NewShare, ShareLink, check_schedule};
@@ -67,6 +66,7 @@ pub struct CreatedShare {
 pub async fn create(
     State(state): State<AppState>,
     p: Principal,
+    client: Client,
     headers: HeaderMap,
     body: Result<Json<CreateShare>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedShare>), ApiError> {
@@ -117,7 +117,7 @@ pub async fn create(
     let path = format!("/s/{token}");
     // The QR code carries the full address, as the phone that scans it needs.
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
-    let scheme = if state.secure_cookies { "https" } else { "http" };
+    let scheme = if client.https { "https" } else { "http" };
     let url = format!("{scheme}://{host}{path}");
     let (qr_svg, qr_png) = (format!("{path}/qr.svg"), format!("{path}/qr.png"));
     Ok((StatusCode::CREATED, Json(CreatedShare { link, path, url, qr_svg, qr_png })))
@@ -175,6 +175,7 @@ fn share_principal(link: &ShareLink) -> Principal {
         role: Role::Operator,
         scope: Scope::Sites([link.site.clone()].into()),
         expires_ms: Some(link.expires_ms),
+        session: None,
     }
 }
 
@@ -250,7 +251,7 @@ pub async fn info(State(state): State<AppState>, Path(token): Path<String>) -> R
 /// `POST /s/{token}/cameras/{id}/whep`: a parent starts watching one of the link's cameras.
 pub async fn offer(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     Path((token, camera_id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -260,13 +261,16 @@ pub async fn offer(
         return Err(ApiError::not_found(format!("no camera `{camera_id}`")));
     }
     let owner = format!("share:{}", link.id);
-    if let Some(max) = link.max_viewers
-        && state.live.count_owned_by(&owner) >= max as usize
+    let cap = link.max_viewers.map(|m| m as usize);
+    // Said early with the link's own words; the cap is enforced where the view is added,
+    // so that offers arriving together cannot overshoot it.
+    if let Some(max) = cap
+        && state.live.count_owned_by(&owner) >= max
     {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this link's viewer limit is reached; try later"));
     }
     let p = share_principal(&link);
-    let mut resp = super::whep::start(&state, &p, peer, &camera_id, &headers, &body).await?;
+    let mut resp = super::whep::start(&state, &p, client.ip, cap, &camera_id, &headers, &body).await?;
     // The session resource lives under the link, as the page knows no other path.
     if let Some(loc) = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok())
         && let Some(session) = loc.rsplit('/').next()
@@ -297,6 +301,7 @@ pub async fn end(
 /// `GET /s/{token}/qr.svg` and `/qr.png`: the link as a QR code, for a class group chat.
 pub async fn qr(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
     Path((token, file)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
@@ -311,7 +316,7 @@ pub async fn qr(
         return Err(ApiError::not_found("no such share link"));
     }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
-    let scheme = if state.secure_cookies { "https" } else { "http" };
+    let scheme = if client.https { "https" } else { "http" };
     let url = format!("{scheme}://{host}/s/{token}");
     let code = qrcode::QrCode::with_error_correction_level(url.as_bytes(), qrcode::EcLevel::M)
         .map_err(|e| internal(format!("QR code: {e}")))?;

@@ -13,19 +13,21 @@ use crate::live::LiveError;
 pub async fn offer(
     State(state): State<AppState>,
     Can(p, _): Can<Watch>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    client: super::client::Client,
     Path(camera_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    start(&state, &p, peer, &camera_id, &headers, &body).await
+    start(&state, &p, client.ip, None, &camera_id, &headers, &body).await
 }
 
-/// Starts a viewer of `camera_id` for `p` (a share link's parents come here too).
+/// Starts a viewer of `camera_id` for `p` (a share link's parents come here too), with at
+/// most `owner_cap` views of `p` at once.
 pub async fn start(
     state: &AppState,
     p: &crate::access::Principal,
-    peer: std::net::SocketAddr,
+    client: std::net::IpAddr,
+    owner_cap: Option<usize>,
     camera_id: &str,
     headers: &HeaderMap,
     body: &[u8],
@@ -44,7 +46,7 @@ pub async fn start(
     // however it ends (the viewer leaves, is reaped, or the gateway stops).
     let record = crate::access::audit::Record {
         actor: p.who.label(),
-        client: peer.ip().to_string(),
+        client: client.to_string(),
         action: "live_view",
         target: camera_id.to_owned(),
         site: Some(camera.config.site.clone()),
@@ -63,7 +65,7 @@ pub async fn start(
             Err(_) => end(),
         }
     });
-    let added = state.live.add_viewer(&camera, offer, &p.who.label(), on_end);
+    let added = state.live.add_viewer(&camera, offer, &p.who.label(), owner_cap, on_end);
     if added.is_err()
         && let Some(id) = view
     {
@@ -76,7 +78,7 @@ pub async fn start(
                 state.metrics.whep_rejected();
                 StatusCode::BAD_REQUEST
             }
-            LiveError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LiveError::Full(_) | LiveError::OwnerFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             LiveError::Socket { .. } | LiveError::Certificate => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())

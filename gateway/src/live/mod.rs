@@ -33,6 +33,9 @@ pub enum LiveError {
     /// The gateway is at `webrtc.max_viewers`.
     #[error("too many viewers ({0}); try again later")]
     Full(usize),
+    /// The owner already has its most views open (a share link's viewer cap).
+    #[error("the limit of {0} viewers is reached; try later")]
+    OwnerFull(usize),
     /// The UDP socket could not be set up.
     #[error("cannot open the WebRTC socket {addr}: {source}")]
     Socket {
@@ -182,12 +185,13 @@ impl Live {
     /// Answers a WHEP offer for `camera`; returns the session id and the SDP answer.
     /// `owner` names who watches (e.g. `user:li`), so that their sessions can be ended
     /// together ([`Live::end_owned_by`]); `on_end` runs once when the session ends, however
-    /// it ends.
+    /// it ends. `owner_cap` bounds the owner's sessions open at once.
     pub fn add_viewer(
         self: &Arc<Self>,
         camera: &Arc<Camera>,
         offer: &str,
         owner: &str,
+        owner_cap: Option<usize>,
         on_end: Box<dyn FnOnce() + Send>,
     ) -> Result<(String, String), LiveError> {
         let offer = parse_offer(offer)?;
@@ -204,6 +208,11 @@ impl Live {
             // Checked again under the lock that inserts, so concurrent offers cannot overshoot.
             if routes.sessions.len() >= self.settings.max_viewers {
                 return Err(LiveError::Full(self.settings.max_viewers));
+            }
+            if let Some(cap) = owner_cap
+                && routes.sessions.values().filter(|s| s.owner == owner).count() >= cap
+            {
+                return Err(LiveError::OwnerFull(cap));
             }
             routes.by_ufrag.insert(ufrag.clone(), id.clone());
             routes.sessions.insert(
