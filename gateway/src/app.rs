@@ -198,7 +198,7 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
             let files = api::tls::TlsFiles { cert: t.cert.clone(), key: t.key.clone() };
             let certs = api::tls::Certificates::open(files, state.metrics.tls.clone())?;
             tasks.spawn(api::tls::watch(certs.clone(), shutdown.child_token()));
-            Some(certs.acceptor())
+            Some(certs.acceptor().context("cannot set up TLS")?)
         }
     };
     let transport = api::server::Transport {

@@ -90,6 +90,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return user_command(&cfg.config, action);
     }
     if cli.check {
+        if let Some(t) = &cfg.config.server.tls {
+            let files = mingchu::api::tls::TlsFiles { cert: t.cert.clone(), key: t.key.clone() };
+            mingchu::api::tls::load(&files)?;
+        }
         let notes = mingchu::app::check_detection(&cfg.config)?;
         for note in &notes {
             eprintln!("warning: {note}");

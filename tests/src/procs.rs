@@ -483,3 +483,20 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
         (name == series).then(|| value.parse().ok()).flatten()
     })
 }
+
+/// `mingchu user add` with the password on stdin; returns (success, stderr).
+pub fn user_add(cfg: &Path, role: &str, sites: &str, name: &str, password: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(binary("mingchu"))
+        .arg("--config")
+        .arg(cfg)
+        .args(["user", "add", "--role", role, "--sites", sites, "--password-stdin", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mingchu user add");
+    let _ = child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes());
+    let out = child.wait_with_output().expect("wait");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}

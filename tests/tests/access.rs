@@ -2,13 +2,11 @@
 //! and does what the programme gives it, within its sites, and the review workflow is
 //! enforced step by step.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mingchu::events::{NewEvent, Store};
 use mingchu_e2e::poll::{poll, poll_every};
-use mingchu_e2e::procs::{Gateway, binary, tempdir::TempDir, write_private};
+use mingchu_e2e::procs::{Gateway, tempdir::TempDir, user_add, write_private};
 use reqwest::StatusCode;
 
 const PASSWORD: &str = "食品安全-access-pass";
@@ -24,22 +22,6 @@ fn config(extra_auth: &str) -> String {
     let text = text.replace("[auth]\n", &format!("[auth]\n{extra_auth}\n"));
     text.replace("url = \"rtsp://127.0.0.1:9/a\"\n", "url = \"rtsp://127.0.0.1:9/a\"\nsite = \"a\"\n")
         .replace("url = \"rtsp://127.0.0.1:9/b\"\n", "url = \"rtsp://127.0.0.1:9/b\"\nsite = \"b\"\n")
-}
-
-/// `mingchu user add` with the password on stdin; returns (success, stderr).
-fn user_add(cfg: &std::path::Path, role: &str, sites: &str, name: &str, password: &str) -> (bool, String) {
-    let mut child = Command::new(binary("mingchu"))
-        .arg("--config")
-        .arg(cfg)
-        .args(["user", "add", "--role", role, "--sites", sites, "--password-stdin", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mingchu user add");
-    let _ = child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes());
-    let out = child.wait_with_output().expect("wait");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// A gateway with an account of each role, and two events (one per site).

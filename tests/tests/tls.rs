@@ -2,13 +2,11 @@
 //! cookie `Secure`, and picks up a renewed certificate without a restart; behind a
 //! reverse proxy it believes `X-Forwarded-For` only from the proxies it is told to trust.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mingchu_e2e::poll::poll;
-use mingchu_e2e::procs::{Gateway, binary, tempdir::TempDir, write_private};
+use mingchu_e2e::procs::{Gateway, tempdir::TempDir, user_add, write_private};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,19 +22,9 @@ fn certificate() -> (String, String, CertificateDer<'static>) {
     (cert.pem(), key.serialize_pem(), cert.der().clone())
 }
 
-fn user_add(cfg: &std::path::Path, name: &str) {
-    let mut child = Command::new(binary("mingchu"))
-        .arg("--config")
-        .arg(cfg)
-        .args(["user", "add", "--role", "admin", "--password-stdin", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mingchu user add");
-    let _ = child.stdin.take().expect("stdin").write_all(format!("{PASSWORD}\n").as_bytes());
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
+fn add_admin(cfg: &std::path::Path) {
+    let (ok, err) = user_add(cfg, "admin", "", "admin", PASSWORD);
+    assert!(ok, "user add: {err}");
 }
 
 /// What one HTTPS request got: the server's certificate, the status line and headers, the body.
@@ -100,7 +88,7 @@ async fn https_with_secure_cookies_and_a_renewed_certificate_picked_up() -> anyh
     );
     let cfg = dir.path().join("mingchu.toml");
     write_private(&cfg, &text)?;
-    user_add(&cfg, "admin");
+    add_admin(&cfg);
     let gw = Gateway::start_in(dir, &text)?;
     assert!(gw.base.starts_with("https://"), "{}", gw.base);
     let addr = gw.base.trim_start_matches("https://").to_owned();
@@ -181,7 +169,7 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() -> anyhow:
             .replace("data_dir = \"./data\"\n", &format!("data_dir = \"./data\"\n{proxies}"));
         let cfg = dir.path().join("mingchu.toml");
         write_private(&cfg, &text)?;
-        user_add(&cfg, "admin");
+        add_admin(&cfg);
         let gw = Gateway::start_in(dir, &text)?;
         // Failures "from" one address, each for another name, so that only the address's
         // back-off grows: after six, the next one waits.

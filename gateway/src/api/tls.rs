@@ -25,14 +25,14 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file cannot be read.
-    #[error("cannot read {key} {path}: {source}")]
+    #[error("cannot read {key} {path}: {error}")]
     Read {
         /// The config key naming the file.
         key: &'static str,
         /// The file.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, not as a source, so that it is said once).
+        error: std::io::Error,
     },
     /// A file holds no usable PEM item of the kind needed.
     #[error("{key} {path}: {message}")]
@@ -99,7 +99,7 @@ pub fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
 }
 
 fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { key, path: path.to_owned(), source })
+    std::fs::read(path).map_err(|error| TlsError::Read { key, path: path.to_owned(), error })
 }
 
 /// What a user graphs about the certificate.
@@ -179,15 +179,14 @@ impl Certificates {
     }
 
     /// The acceptor for the HTTP listener (HTTP/1.1 only, as the listener speaks).
-    pub fn acceptor(self: &Arc<Self>) -> tokio_rustls::TlsAcceptor {
+    pub fn acceptor(self: &Arc<Self>) -> Result<tokio_rustls::TlsAcceptor, rustls::Error> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_no_client_auth().with_cert_resolver(self.clone()))
-            // The default provider supports the default versions; this cannot fail.
-            .unwrap_or_else(|_| rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(self.clone()));
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 }
 
