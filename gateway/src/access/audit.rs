@@ -159,11 +159,7 @@ impl AccessStore {
 
 /// The entries as CSV (RFC 4180), with a header row.
 pub fn to_csv(entries: &[Entry]) -> String {
-    fn field(s: &str) -> String {
-        // A leading = + - @ would be run as a formula by a spreadsheet.
-        let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
-        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
-    }
+    use crate::csv::field;
     let mut out = String::from("id,at_ms,actor,client,action,target,site,detail,ended_ms\r\n");
     for e in entries {
         let row = [

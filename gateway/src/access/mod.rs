@@ -128,6 +128,8 @@ pub enum Action {
     ReadAudit,
     /// Read Prometheus metrics.
     ReadMetrics,
+    /// Add, change and remove sites, cameras, zones and rules; read the system page.
+    Configure,
 }
 
 impl Role {

@@ -207,6 +207,7 @@ permission! {
     ReadEvents => ReadEvents,
     ManageAccess => ManageAccess,
     ReadMetrics => ReadMetrics,
+    Configure => Configure,
 }
 
 /// The principal, once its role is known to allow `P`; 403 otherwise.

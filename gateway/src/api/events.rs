@@ -31,7 +31,7 @@ pub struct EventView {
     history: Option<Vec<Transition>>,
 }
 
-fn event_view(state: &AppState, event: Event, history: Option<Vec<Transition>>) -> EventView {
+pub(super) fn event_view(state: &AppState, event: Event, history: Option<Vec<Transition>>) -> EventView {
     EventView { site: state.site_of(&event.camera), event, history }
 }
 
@@ -68,7 +68,7 @@ fn store(state: &AppState) -> Result<&Store, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event store is not available"))
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::warn!(error = %e, "event store error");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the event store failed; see the gateway log")
 }
@@ -81,6 +81,17 @@ pub async fn list(
 ) -> Result<axum::Json<Vec<EventView>>, ApiError> {
     let Query(mut filter) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     filter.cameras = state.visible_cameras(&p);
+    if let Some(site) = filter.site.take() {
+        let of_site: Vec<String> = state
+            .registry
+            .cameras()
+            .into_iter()
+            .filter(|e| e.camera.config.site == site)
+            .map(|e| e.camera.config.id.clone())
+            .filter(|id| filter.cameras.as_ref().is_none_or(|v| v.contains(id)))
+            .collect();
+        filter.cameras = Some(of_site);
+    }
     let events = store(&state)?.list(filter).await.map_err(internal)?;
     Ok(axum::Json(events.into_iter().map(|e| event_view(&state, e, None)).collect()))
 }

@@ -2,39 +2,43 @@
 
 mod access;
 mod auth;
+mod cameras;
 pub mod client;
 mod error;
 mod events;
 pub mod feeds;
 mod headers;
+mod rules;
 pub mod server;
 pub mod share;
+mod sites;
+mod stats;
+mod system;
 pub mod tls;
+pub mod ui;
 mod whep;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
 use crate::access::Principal;
-use crate::ingest::{Camera, StatusReport};
+use crate::ingest::Camera;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use auth::{Can, Watch};
 pub use error::ApiError;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    /// Cameras by id.
-    pub cameras: Arc<BTreeMap<String, Arc<Camera>>>,
+    /// The sites, cameras and rules in force, and the owner of each camera.
+    pub registry: Arc<crate::registry::Registry>,
     /// WHEP sessions.
     pub live: Arc<Live>,
     /// Prometheus metrics.
@@ -67,23 +71,25 @@ pub struct AppState {
     pub login_by_ip: Arc<std::sync::Mutex<crate::access::throttle::Throttle<std::net::IpAddr>>>,
     /// Failed-login back-off per account name.
     pub login_by_account: Arc<std::sync::Mutex<crate::access::throttle::Throttle<String>>>,
-    /// The sites, as configured.
-    pub sites: Arc<Vec<crate::config::SiteConfig>>,
+    /// What retention keeps, for the system page's estimate.
+    pub retention: crate::events::retention::Limits,
     /// Wall-clock time for sessions and workflow steps.
     pub clock: crate::clock::Clock,
     /// Signs short-lived media tokens.
     pub media: Arc<crate::access::media::MediaKeys>,
     /// Password checks (argon2) running at once.
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// The dashboard's and the share page's files.
+    pub ui: Arc<ui::Ui>,
 }
 
 impl AppState {
     /// Camera `id` if the principal may see it; one it may not see does not exist for it.
     fn camera(&self, p: &Principal, id: &str) -> Result<Arc<Camera>, ApiError> {
-        self.cameras
-            .get(id)
+        self.registry
+            .camera(id)
+            .map(|e| e.camera)
             .filter(|c| p.sees_site(&c.config.site))
-            .cloned()
             .ok_or_else(|| ApiError::not_found(format!("no camera `{id}`")))
     }
 
@@ -93,7 +99,12 @@ impl AppState {
         if p.role == crate::access::Role::Admin || p.scope == crate::access::Scope::All {
             return None;
         }
-        Some(self.cameras.values().filter(|c| p.sees_site(&c.config.site)).map(|c| c.config.id.clone()).collect())
+        Some(self.visible(p).iter().map(|c| c.config.id.clone()).collect())
+    }
+
+    /// The cameras the principal sees.
+    fn visible(&self, p: &Principal) -> Vec<Arc<Camera>> {
+        self.registry.cameras().into_iter().map(|e| e.camera).filter(|c| p.sees_site(&c.config.site)).collect()
     }
 
     /// Whether the principal sees events of `camera`.
@@ -106,17 +117,17 @@ impl AppState {
 
     /// The site of a camera, if it is configured.
     fn site_of(&self, camera: &str) -> Option<String> {
-        self.cameras.get(camera).map(|c| c.config.site.clone())
+        self.registry.camera(camera).map(|e| e.camera.config.site.clone())
     }
 
     /// A site's time zone (Asia/Shanghai when unknown).
     fn site_tz(&self, site: &str) -> jiff::tz::TimeZone {
-        let name = self.sites.iter().find(|s| s.id == site).map(|s| s.timezone.as_str()).unwrap_or("Asia/Shanghai");
-        jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC)
+        let name = self.registry.site(site).map_or_else(|| "Asia/Shanghai".to_owned(), |s| s.site.timezone);
+        jiff::tz::TimeZone::get(&name).unwrap_or(jiff::tz::TimeZone::UTC)
     }
 
     fn site_ids(&self) -> Vec<String> {
-        self.sites.iter().map(|s| s.id.clone()).collect()
+        self.registry.sites().into_iter().map(|s| s.site.id).collect()
     }
 
     /// Ends what `owner` (a principal's label) has open: live views and event feeds.
@@ -130,6 +141,26 @@ impl AppState {
 
     fn now_ms(&self) -> i64 {
         crate::clock::unix_ms(self.clock.realtime())
+    }
+
+    /// Records a settings change by `p` in the audit trail.
+    fn audit_change(
+        &self,
+        p: &Principal,
+        client: &client::Client,
+        action: &'static str,
+        target: &str,
+        site: &str,
+        detail: &str,
+    ) {
+        self.audit(crate::access::audit::Record {
+            actor: p.who.label(),
+            client: client.ip.to_string(),
+            action,
+            target: target.to_owned(),
+            site: (!site.is_empty()).then(|| site.to_owned()),
+            detail: detail.to_owned(),
+        });
     }
 
     /// Appends to the audit trail in the background; a failure is logged, never shown to
@@ -162,13 +193,20 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}", axum::routing::patch(access::change_user))
         .route("/tokens", get(access::list_tokens).post(access::add_token))
         .route("/tokens/{id}", axum::routing::delete(access::revoke_token))
-        .route("/sites", get(list_sites))
+        .route("/sites", get(sites::list).post(sites::add))
+        .route("/sites/{id}", axum::routing::patch(sites::patch).delete(sites::remove))
+        .route("/stats", get(stats::report))
+        .route("/system", get(system::report))
+        .route("/rules", get(rules::list).post(rules::add))
+        .route("/rules/{id}", axum::routing::put(rules::put).delete(rules::remove))
         .route("/audit", get(access::audit))
         .route("/media-tokens", post(access::media_token))
         .route("/shares", get(share::list).post(share::create))
         .route("/shares/{id}", axum::routing::delete(share::revoke))
-        .route("/cameras", get(list_cameras))
-        .route("/cameras/{id}", get(get_camera))
+        .route("/cameras", get(cameras::list).post(cameras::add))
+        .route("/cameras/probe", post(cameras::probe))
+        .route("/cameras/{id}", get(cameras::get).patch(cameras::patch).delete(cameras::remove))
+        .route("/cameras/{id}/snapshot.jpg", get(cameras::snapshot))
         .route("/cameras/{id}/whep", post(whep::offer))
         .route("/cameras/{id}/whep/{session}", axum::routing::delete(whep::end).patch(whep::patch))
         .route("/events", get(events::list))
@@ -188,7 +226,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
     // The parents' pages: no login, the token in the path is the only key.
     let shared = Router::new()
-        .route("/s/{token}", get(share::page))
+        .route("/s/{token}", get(ui::share_page))
         .route("/s/{token}/info", get(share::info))
         .route("/s/{token}/{file}", get(share::qr))
         .route("/s/{token}/cameras/{id}/whep", post(share::offer))
@@ -198,12 +236,14 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .merge(shared)
         .route("/metrics", metrics_route)
-        .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("../../../web/index.html")) }))
-        .route("/app.js", get(|| async { page(JS, include_str!("../../../web/app.js")) }))
-        .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("../../../web/app.css")) }))
-        .route("/whep.js", get(|| async { page(JS, include_str!("../../../web/whep.js")) }))
-        .route("/share.js", get(|| async { page(JS, include_str!("../../../web/share.js")) }))
-        .route("/tile.js", get(|| async { page(JS, include_str!("../../../web/tile.js")) }))
+        // The web app; its files are text, and worth compressing for a phone (API
+        // answers are not: some carry a secret shown once).
+        .fallback_service(
+            Router::new()
+                .fallback(ui::serve)
+                .layer(tower_http::compression::CompressionLayer::new().gzip(true).compress_when(compressible()))
+                .with_state(state.clone()),
+        )
         .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
 }
@@ -217,10 +257,10 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-const JS: &str = "text/javascript; charset=utf-8";
-
-fn page(content_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+/// Compresses the web app's text files; not its pictures, already compressed.
+fn compressible() -> impl tower_http::compression::Predicate {
+    use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+    SizeAbove::new(1024).and(NotForContentType::IMAGES).and(NotForContentType::new("application/octet-stream"))
 }
 
 #[derive(Serialize)]
@@ -237,9 +277,10 @@ struct Health {
 /// `GET /api/health`: counts of what the principal sees (a school's reviewer learns
 /// nothing about other sites' cameras or viewers).
 async fn health(State(state): State<AppState>, p: Principal) -> axum::Json<Health> {
-    let visible: Vec<_> = state.cameras.values().filter(|c| p.sees_site(&c.config.site)).collect();
+    let visible = state.visible(&p);
     let online = visible.iter().filter(|c| c.report().state == crate::ingest::LinkState::Online).count();
-    let viewers = visible.iter().map(|c| c.hub.metrics().viewers.get().max(0) as usize).sum();
+    let by = cameras::viewers_by_camera(&state);
+    let viewers = visible.iter().map(|c| by.get(&c.config.id).copied().unwrap_or(0)).sum();
     axum::Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
@@ -249,65 +290,6 @@ async fn health(State(state): State<AppState>, p: Principal) -> axum::Json<Healt
         viewers,
         detect: state.detect_status.lock().map(|v| v.clone()).unwrap_or_default(),
     })
-}
-
-/// A camera as the API shows it.
-#[derive(Serialize)]
-struct CameraView {
-    id: String,
-    name: String,
-    site: String,
-    #[serde(flatten)]
-    status: StatusReport,
-    viewers: i64,
-    whep: String,
-}
-
-fn view(camera: &Camera) -> CameraView {
-    CameraView {
-        id: camera.config.id.clone(),
-        name: camera.config.name.clone(),
-        site: camera.config.site.clone(),
-        status: camera.report(),
-        viewers: camera.hub.metrics().viewers.get(),
-        whep: format!("/api/cameras/{}/whep", camera.config.id),
-    }
-}
-
-async fn list_cameras(State(state): State<AppState>, Can(p, _): Can<Watch>) -> axum::Json<Vec<CameraView>> {
-    axum::Json(state.cameras.values().filter(|c| p.sees_site(&c.config.site)).map(|c| view(c)).collect())
-}
-
-async fn get_camera(
-    State(state): State<AppState>,
-    Can(p, _): Can<Watch>,
-    Path(id): Path<String>,
-) -> Result<axum::Json<CameraView>, ApiError> {
-    let camera = state.camera(&p, &id)?;
-    Ok(axum::Json(view(&camera)))
-}
-
-/// A site as the API shows it, with its cameras' state.
-#[derive(Serialize)]
-struct SiteView {
-    #[serde(flatten)]
-    site: crate::config::SiteConfig,
-    cameras: usize,
-    cameras_online: usize,
-}
-
-async fn list_sites(State(state): State<AppState>, Can(p, _): Can<Watch>) -> axum::Json<Vec<SiteView>> {
-    let views = state
-        .sites
-        .iter()
-        .filter(|s| p.sees_site(&s.id))
-        .map(|s| {
-            let cams: Vec<_> = state.cameras.values().filter(|c| c.config.site == s.id).collect();
-            let online = cams.iter().filter(|c| c.report().state == crate::ingest::LinkState::Online).count();
-            SiteView { site: s.clone(), cameras: cams.len(), cameras_online: online }
-        })
-        .collect();
-    axum::Json(views)
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -72,11 +72,16 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedShare>), ApiError> {
     may_share(&p)?;
     let Json(c) = body.map_err(|e| bad(e.body_text()))?;
-    if !state.sites.iter().any(|s| s.id == c.site) || !p.sees_site(&c.site) {
+    if state.registry.site(&c.site).is_none() || !p.sees_site(&c.site) {
         return Err(ApiError::not_found(format!("no site `{}`", c.site)));
     }
-    let of_site: Vec<String> =
-        state.cameras.values().filter(|cam| cam.config.site == c.site).map(|cam| cam.config.id.clone()).collect();
+    let of_site: Vec<String> = state
+        .registry
+        .cameras()
+        .iter()
+        .filter(|e| e.camera.config.site == c.site)
+        .map(|e| e.camera.config.id.clone())
+        .collect();
     let cameras = if c.cameras.is_empty() { of_site.clone() } else { c.cameras };
     if let Some(x) = cameras.iter().find(|x| !of_site.contains(x)) {
         return Err(bad(format!("camera `{x}` is not a camera of site `{}`", c.site)));
@@ -193,15 +198,6 @@ async fn open_link(state: &AppState, token: String) -> Result<ShareLink, ApiErro
     }
 }
 
-/// `GET /s/{token}`: the parents' page (it asks `/s/{token}/info` what to show).
-pub async fn page() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
-        include_str!("../../../web/share.html"),
-    )
-        .into_response()
-}
-
 /// What the parents' page shows.
 #[derive(Serialize)]
 struct Info {
@@ -229,13 +225,14 @@ pub async fn info(State(state): State<AppState>, Path(token): Path<String>) -> R
     };
     let availability = link.availability(state.now_ms(), &state.site_tz(&link.site));
     let ended = matches!(availability, Availability::Expired | Availability::Revoked);
-    let site = state.sites.iter().find(|s| s.id == link.site).map(|s| s.name.clone()).unwrap_or_default();
+    let site = state.registry.site(&link.site).map(|s| s.site.name).unwrap_or_default();
     let cameras = if ended {
         Vec::new()
     } else {
         link.cameras
             .iter()
-            .filter_map(|id| state.cameras.get(id))
+            .filter_map(|id| state.registry.camera(id))
+            .map(|e| e.camera)
             .map(|c| CameraInfo {
                 id: c.config.id.clone(),
                 name: c.config.name.clone(),

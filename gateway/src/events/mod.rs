@@ -2,6 +2,7 @@
 
 pub mod retention;
 mod snapshot;
+pub mod stats;
 mod store;
 pub mod workflow;
 

@@ -122,6 +122,10 @@ pub struct Filter {
     pub kind: Option<String>,
     /// Only this status.
     pub status: Option<Status>,
+    /// Only this severity.
+    pub severity: Option<String>,
+    /// Only this site's cameras; the API turns it into `cameras`.
+    pub site: Option<String>,
     /// Started at or after, UNIX ms.
     pub from: Option<i64>,
     /// Started before, UNIX ms.
@@ -206,6 +210,10 @@ CREATE TABLE event_transitions (
 );
 CREATE INDEX event_transitions_event ON event_transitions(event_id, id);
 "#,
+    // The event queue pages one camera (or a site's few) newest first.
+    r#"
+CREATE INDEX events_camera_id ON events(camera, id);
+"#,
 ];
 
 /// The event database.
@@ -250,6 +258,9 @@ impl Store {
         // one, age retention would never remove them. Their end is unknown: close them
         // at their start.
         conn.execute("UPDATE events SET end_ms = start_ms WHERE end_ms IS NULL", []).map_err(err)?;
+        // Fresh planner statistics (cheap: only tables that changed much), so filtered
+        // pages pick the index that avoids sorting.
+        conn.execute_batch("PRAGMA optimize=0x10002").map_err(err)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), path })
     }
 
@@ -379,6 +390,10 @@ impl Store {
                 args.push(status.as_str().to_owned().into());
                 sql.push_str(&format!(" AND status = ?{}", args.len()));
             }
+            if let Some(severity) = filter.severity {
+                args.push(severity.into());
+                sql.push_str(&format!(" AND severity = ?{}", args.len()));
+            }
             if let Some(from) = filter.from {
                 args.push(from.into());
                 sql.push_str(&format!(" AND start_ms >= ?{}", args.len()));
@@ -396,6 +411,52 @@ impl Store {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_event)?;
             rows.collect()
+        })
+        .await
+    }
+
+    /// What the statistics need of every event started in `[from_ms, to_ms)`, of
+    /// `cameras` when given.
+    pub async fn stat_rows(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        cameras: Option<Vec<String>>,
+    ) -> Result<Vec<super::stats::StatRow>, StoreError> {
+        self.with(move |c| {
+            let mut sql = String::from(
+                "SELECT camera, kind, start_ms, status,                  (SELECT min(at_ms) FROM event_transitions t WHERE t.event_id = e.id)                  FROM events e WHERE start_ms >= ?1 AND start_ms < ?2",
+            );
+            let mut args: Vec<rusqlite::types::Value> = vec![from_ms.into(), to_ms.into()];
+            if let Some(cams) = cameras {
+                let mut marks = Vec::new();
+                for cam in cams {
+                    args.push(cam.into());
+                    marks.push(format!("?{}", args.len()));
+                }
+                sql.push_str(&format!(" AND camera IN ({})", marks.join(",")));
+            }
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+                Ok(super::stats::StatRow {
+                    camera: r.get(0)?,
+                    kind: r.get(1)?,
+                    start_ms: r.get(2)?,
+                    status: Status::parse(&r.get::<_, String>(3)?),
+                    reviewed_ms: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// How many events are stored, and when the oldest started (UNIX ms).
+    pub async fn span(&self) -> Result<(u64, Option<i64>), StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT count(*), min(start_ms) FROM events", [], |r| {
+                Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?))
+            })
         })
         .await
     }

@@ -142,6 +142,12 @@ impl Hub {
         Subscription { hub: self.clone(), slot }
     }
 
+    /// The keyframe that starts the cached GOP: the newest picture a decoder can start
+    /// from.
+    pub fn keyframe(&self) -> Option<Arc<AccessUnit>> {
+        lock(&self.inner).gop.units().first().filter(|u| u.keyframe).cloned()
+    }
+
     /// Number of consumers attached.
     pub fn consumers(&self) -> usize {
         lock(&self.inner).slots.len()

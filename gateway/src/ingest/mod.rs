@@ -6,6 +6,7 @@
 
 mod backoff;
 mod pipeline;
+pub mod probe;
 mod status;
 
 use std::sync::{Arc, Mutex};
@@ -84,6 +85,11 @@ impl Camera {
         Self { config, hub, state, clock }
     }
 
+    /// A camera with new settings that keeps its hub and status (same connection).
+    pub fn with_parts(config: CameraConfig, hub: Arc<Hub>, state: Arc<Mutex<CameraState>>, clock: Clock) -> Self {
+        Self { config, hub, state, clock }
+    }
+
     /// The status as the API shows it.
     pub fn report(&self) -> StatusReport {
         lock(&self.state).report(self.clock.monotonic())
@@ -159,6 +165,7 @@ async fn supervise<S: Source>(camera: Arc<Camera>, ingest: IngestConfig, source:
             camera.hub.metrics().reconnects.inc();
         }
         first = false;
+        lock(&camera.state).on_watch(clock.monotonic());
         lock(&timeline).new_connection();
         let started = clock.monotonic();
         let last_unit = Arc::new(Mutex::new(None));
@@ -176,7 +183,7 @@ async fn supervise<S: Source>(camera: Arc<Camera>, ingest: IngestConfig, source:
             break; // cancelled
         };
         let was_online = lock(&camera.state).is_online();
-        lock(&camera.state).on_failure(error.clone(), clock.realtime());
+        lock(&camera.state).on_failure(error.clone(), clock.monotonic(), clock.realtime());
         camera.hub.metrics().online.set(0);
         camera.hub.reset();
         if was_online && clock.monotonic().saturating_duration_since(started) >= HEALTHY_AFTER {

@@ -70,6 +70,12 @@ pub struct CameraState {
     width: Option<i32>,
     height: Option<i32>,
     meter: RateMeter,
+    /// When this camera was first watched, for its uptime share.
+    watched_since: Option<Instant>,
+    /// Time online before the current online spell.
+    online_before: Duration,
+    /// Start of the current online spell.
+    online_from: Option<Instant>,
 }
 
 /// Snapshot of a camera's status as the API shows it.
@@ -91,6 +97,9 @@ pub struct StatusReport {
     pub width: Option<i32>,
     /// Picture height from the stream, once known.
     pub height: Option<i32>,
+    /// Share of the time since the gateway began watching the camera that it was online
+    /// (0 to 1).
+    pub uptime_share: f64,
 }
 
 impl CameraState {
@@ -104,7 +113,15 @@ impl CameraState {
             width: None,
             height: None,
             meter: RateMeter::new(Duration::from_secs(2)),
+            watched_since: None,
+            online_before: Duration::ZERO,
+            online_from: None,
         }
+    }
+
+    /// Starts the uptime clock at `now` (the first connection attempt).
+    pub fn on_watch(&mut self, now: Instant) {
+        self.watched_since.get_or_insert(now);
     }
 
     /// Records an access unit that arrived at `now` (`wall` on the wall clock); returns
@@ -114,6 +131,8 @@ impl CameraState {
         if self.state == LinkState::Online {
             return false;
         }
+        self.watched_since.get_or_insert(now);
+        self.online_from = Some(now);
         self.state = LinkState::Online;
         self.since = wall;
         true
@@ -126,7 +145,10 @@ impl CameraState {
     }
 
     /// Records a failure at `wall`: offline, with the reason.
-    pub fn on_failure(&mut self, error: String, wall: SystemTime) {
+    pub fn on_failure(&mut self, error: String, now: Instant, wall: SystemTime) {
+        if let Some(from) = self.online_from.take() {
+            self.online_before += now.saturating_duration_since(from);
+        }
         if self.state != LinkState::Offline {
             self.since = wall;
         }
@@ -148,7 +170,12 @@ impl CameraState {
     /// The report at `now`.
     pub fn report(&mut self, now: Instant) -> StatusReport {
         let (fps, bitrate_bps) = self.meter.rates(now);
+        let online = self.online_before + self.online_from.map_or(Duration::ZERO, |f| now.saturating_duration_since(f));
+        let watched = self.watched_since.map_or(Duration::ZERO, |w| now.saturating_duration_since(w));
+        let uptime_share =
+            if watched.is_zero() { 0.0 } else { (online.as_secs_f64() / watched.as_secs_f64()).clamp(0.0, 1.0) };
         StatusReport {
+            uptime_share,
             state: self.state,
             since_ms: self.since.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             fps,
@@ -187,11 +214,23 @@ mod tests {
         assert!(s.on_unit(now, wall + Duration::from_secs(1), 10));
         assert!(!s.on_unit(now, wall + Duration::from_secs(2), 10));
         assert_eq!(s.report(now).since_ms, 1_001_000, "online since the first unit");
-        s.on_failure("stalled".into(), wall + Duration::from_secs(5));
+        s.on_failure("stalled".into(), now, wall + Duration::from_secs(5));
         let r = s.report(now);
         assert_eq!(r.state, LinkState::Offline);
         assert_eq!(r.since_ms, 1_005_000);
         assert_eq!(r.last_error.as_deref(), Some("stalled"));
         assert_eq!(r.fps, 0.0);
+    }
+
+    #[test]
+    fn uptime_share_counts_online_time_since_first_watched() {
+        let wall = UNIX_EPOCH;
+        let mut s = CameraState::new(wall);
+        let t0 = Instant::now();
+        s.on_watch(t0);
+        assert_eq!(s.report(t0).uptime_share, 0.0);
+        s.on_unit(t0 + Duration::from_secs(10), wall, 10);
+        let r = s.report(t0 + Duration::from_secs(40));
+        assert!((r.uptime_share - 0.75).abs() < 1e-6, "{}", r.uptime_share);
     }
 }

@@ -215,6 +215,15 @@ impl RuleEngine {
         events
     }
 
+    /// Puts `rules` in force; the violations open under the old ones end (their ids are
+    /// never reused).
+    pub fn set_rules(&mut self, rules: Vec<ResolvedRule>) -> Vec<RuleEvent> {
+        let cameras: Vec<String> = self.cameras.keys().cloned().collect();
+        let ended = cameras.iter().flat_map(|c| self.remove_camera(c)).collect();
+        self.rules = rules;
+        ended
+    }
+
     /// Forgets a camera, ending its open violations.
     pub fn remove_camera(&mut self, camera: &str) -> Vec<RuleEvent> {
         let mut events = Vec::new();

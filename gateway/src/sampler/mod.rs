@@ -2,6 +2,7 @@
 
 mod decoder;
 mod plan;
+pub mod still;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
