@@ -5,7 +5,7 @@
 # Other:
 #   ./dev.sh setup  only install what is missing
 #   ./dev.sh web    build the dashboard (web/dist) alone
-#   ./dev.sh bench  run the relay, detection, access and soak benchmarks (target/bench/*.md)
+#   ./dev.sh bench  run the relay, detection, access, events API, dashboard and soak benchmarks (target/bench/*.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -202,6 +202,9 @@ bench() {
   cargo bench --locked -p mingchu-e2e --bench detect
   cargo bench --locked -p mingchu-e2e --bench access
   cargo bench --locked -p mingchu-e2e --bench events_api
+  local bins
+  bins="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
+  (cd tests/web && npm ci --no-audit --no-fund --silent && MINGCHU_BIN_DIR="$bins" node bench.mjs)
   cargo bench --locked -p mingchu-e2e --bench soak
 }
 

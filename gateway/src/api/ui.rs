@@ -158,4 +158,21 @@ mod tests {
         assert!(empty.missing().unwrap().contains("npm run build"));
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    proptest::proptest! {
+        /// Whatever path a request names, only files under the app's directory come back.
+        #[test]
+        fn no_request_path_leaves_the_app_directory(parts in proptest::collection::vec("(\\.\\.|\\.|[a-z]{1,3}|/|%2e|assets|secret)", 0..8)) {
+            let root = std::env::temp_dir().join(format!("mingchu-ui-prop-{}", std::process::id()));
+            let app = root.join("app");
+            std::fs::create_dir_all(app.join("assets")).unwrap();
+            std::fs::write(root.join("secret"), "no").unwrap();
+            std::fs::write(app.join("index.html"), "ok").unwrap();
+            let ui = Ui::Dir(app);
+            let path = parts.join("/");
+            if let Some(body) = ui.read(&path) {
+                proptest::prop_assert_ne!(body.as_ref(), b"no");
+            }
+        }
+    }
 }
