@@ -214,3 +214,66 @@ fn obj_set(v: &mut Value, key: &str, value: Value) {
         o.insert(key.into(), value);
     }
 }
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Events of `rule` on cam1 that started at or after `since_ms`.
+async fn events_of(gw: &Gateway, rule: &str, since_ms: i64) -> anyhow::Result<Vec<Value>> {
+    let v = gw.get_json(&format!("/api/events?camera=cam1&kind={rule}&from={since_ms}")).await?;
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_limited_to_a_zone_live_ignores_what_happens_outside_it() -> anyhow::Result<()> {
+    // Scene: 0-10 s empty, 10-25 s person with phone, 25-40 s cat in the middle of the
+    // picture, 40-60 s empty. Parked in the empty stretch while the model loads.
+    let sim = Sim::start(&SimOptions { scene: Some("default".into()), ..Default::default() })?;
+    sim.control("cameras/cam1/scene?t=45").await?;
+    let gw = Gateway::start_with(&Gateway::config(&[("cam1", sim.url("cam1"))], &mingchu_e2e::procs::detect_config()))?;
+    gw.wait_state("cam1", "online", Duration::from_secs(10)).await?;
+    let rules = gw.get_json("/api/rules").await?;
+    let mut animal = rules["rules"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["id"] == "animal_in_kitchen"))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no built-in animal rule: {rules}"))?;
+    if let Some(o) = animal.as_object_mut() {
+        o.remove("source");
+        o.remove("inactive");
+    }
+    // Only the top-left corner, where the scene never puts anything.
+    obj_set(&mut animal, "zones", json!([[[0.0, 0.0], [0.1, 0.0], [0.1, 0.1], [0.0, 0.1]]]));
+    let (code, body) = send(&gw, reqwest::Method::PUT, "/api/rules/animal_in_kitchen", Some(animal.clone())).await?;
+    assert_eq!(code, 200, "{body}");
+
+    let seek = sim.control("cameras/cam1/scene?t=8").await?;
+    let t0 = unix_ms() - (seek["scene"]["time_s"].as_f64().unwrap_or(f64::NAN) * 1000.0) as i64;
+    let started = unix_ms();
+    // The phone is seen (detection works), then the cat comes and goes: scene time 44 s.
+    let gw_ref = &gw;
+    poll("the phone event and the scene past the cat", Duration::from_secs(70), |seen| async move {
+        let phones = events_of(gw_ref, "phone_use", started).await?;
+        let scene_s = (unix_ms() - t0) as f64 / 1000.0;
+        seen.show(&format!("scene at {scene_s:.0} s, {} phone events", phones.len()));
+        Ok((!phones.is_empty() && scene_s >= 44.0).then_some(()))
+    })
+    .await?;
+    let outside = events_of(&gw, "animal_in_kitchen", started).await?;
+    assert!(outside.is_empty(), "the cat was outside the rule's zone: {outside:?}");
+
+    // The whole picture again: the same cat is now a violation.
+    obj_set(&mut animal, "zones", Value::Null);
+    let (code, body) = send(&gw, reqwest::Method::PUT, "/api/rules/animal_in_kitchen", Some(animal)).await?;
+    assert_eq!(code, 200, "{body}");
+    let again = unix_ms();
+    sim.control("cameras/cam1/scene?t=23").await?;
+    poll("the cat seen once the zone is gone", Duration::from_secs(30), |seen| async move {
+        let cats = events_of(gw_ref, "animal_in_kitchen", again).await?;
+        seen.show(&cats.len());
+        Ok((!cats.is_empty()).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
