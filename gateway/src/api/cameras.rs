@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Can, Configure, Watch};
+use super::error::Body;
 use super::{ApiError, AppState};
 use crate::config::{CameraConfig, Transport};
 use crate::ingest::{Camera, StatusReport};
@@ -123,18 +124,14 @@ fn yes() -> bool {
     true
 }
 
-fn json_body<T>(body: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(b)| b).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
-}
-
 /// `POST /api/cameras`: adds a camera; it connects at once.
 pub async fn add(
     State(state): State<AppState>,
     Can(p, _): Can<Configure>,
     client: super::client::Client,
-    body: Result<Json<NewCamera>, axum::extract::rejection::JsonRejection>,
+    Body(body): Body<NewCamera>,
 ) -> Result<(StatusCode, Json<CameraView>), ApiError> {
-    let b = json_body(body)?;
+    let b = body;
     let cfg = CameraConfig {
         id: b.id.trim().to_owned(),
         name: b.name.trim().to_owned(),
@@ -165,9 +162,9 @@ pub async fn patch(
     Can(p, _): Can<Configure>,
     client: super::client::Client,
     Path(id): Path<String>,
-    body: Result<Json<CameraPatch>, axum::extract::rejection::JsonRejection>,
+    Body(body): Body<CameraPatch>,
 ) -> Result<Json<CameraView>, ApiError> {
-    let b = json_body(body)?;
+    let b = body;
     let old = state.registry.camera(&id).ok_or_else(|| ApiError::not_found(format!("no camera `{id}`")))?;
     let mut cfg = old.camera.config.clone();
     if let Some(n) = b.name {
@@ -249,11 +246,8 @@ static PROBES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// `POST /api/cameras/probe`: connects once and shows the first picture, codec and size,
 /// before anything is saved.
-pub async fn probe(
-    Can(_p, _): Can<Configure>,
-    body: Result<Json<ProbeRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<ProbeView>, ApiError> {
-    let b = json_body(body)?;
+pub async fn probe(Can(_p, _): Can<Configure>, Body(body): Body<ProbeRequest>) -> Result<Json<ProbeView>, ApiError> {
+    let b = body;
     let url = b.url.trim().to_owned();
     crate::config::check_rtsp_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, format!("`url`: {m}")))?;
     let _slot = PROBES

@@ -46,3 +46,18 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// A JSON request body; one that does not parse is a 400 with the usual JSON error naming
+/// what is wrong (serde's message: the field and the line and column).
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|axum::Json(v)| Body(v))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}

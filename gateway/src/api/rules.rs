@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::auth::{Can, Configure, ReadEvents};
 use super::cameras::registry_error;
+use super::error::Body;
 use super::{ApiError, AppState};
 use crate::registry::RuleEntry;
 use crate::rules::RuleConfig;
@@ -30,18 +31,14 @@ pub async fn list(State(state): State<AppState>, Can(_p, _): Can<ReadEvents>) ->
     Json(serde_json::to_value(body).unwrap_or_default())
 }
 
-fn body(b: Result<Json<RuleConfig>, axum::extract::rejection::JsonRejection>) -> Result<RuleConfig, ApiError> {
-    b.map(|Json(b)| b).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
-}
-
 /// `POST /api/rules`.
 pub async fn add(
     State(state): State<AppState>,
     Can(p, _): Can<Configure>,
     client: super::client::Client,
-    b: Result<Json<RuleConfig>, axum::extract::rejection::JsonRejection>,
+    Body(b): Body<RuleConfig>,
 ) -> Result<(StatusCode, Json<RuleEntry>), ApiError> {
-    let rule = body(b)?;
+    let rule = b;
     let e = state.registry.put_rule(rule, true).await.map_err(registry_error)?;
     state.audit_change(&p, &client, "rule_added", &e.rule.id, "", &serde_json::to_string(&e.rule).unwrap_or_default());
     Ok((StatusCode::CREATED, Json(e)))
@@ -53,9 +50,9 @@ pub async fn put(
     Can(p, _): Can<Configure>,
     client: super::client::Client,
     Path(id): Path<String>,
-    b: Result<Json<RuleConfig>, axum::extract::rejection::JsonRejection>,
+    Body(b): Body<RuleConfig>,
 ) -> Result<Json<RuleEntry>, ApiError> {
-    let rule = body(b)?;
+    let rule = b;
     if rule.id != id {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "`id`: a rule's id cannot change"));
     }

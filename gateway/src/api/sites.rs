@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Can, Configure, Watch};
 use super::cameras::registry_error;
+use super::error::Body;
 use super::events::{EventView, event_view, internal};
 use super::{ApiError, AppState};
 use crate::config::{SiteConfig, SiteKind};
@@ -121,18 +122,14 @@ fn apply(site: &mut SiteConfig, b: SiteBody) {
     }
 }
 
-fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(b)| b).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
-}
-
 /// `POST /api/sites`.
 pub async fn add(
     State(state): State<AppState>,
     Can(p, _): Can<Configure>,
     client: super::client::Client,
-    b: Result<Json<SiteBody>, axum::extract::rejection::JsonRejection>,
+    Body(b): Body<SiteBody>,
 ) -> Result<(StatusCode, Json<SiteEntry>), ApiError> {
-    let mut b = body(b)?;
+    let mut b = b;
     let id = b.id.take().unwrap_or_default().trim().to_owned();
     let mut site = SiteConfig {
         id,
@@ -155,9 +152,8 @@ pub async fn patch(
     Can(p, _): Can<Configure>,
     client: super::client::Client,
     Path(id): Path<String>,
-    b: Result<Json<SiteBody>, axum::extract::rejection::JsonRejection>,
+    Body(b): Body<SiteBody>,
 ) -> Result<Json<SiteEntry>, ApiError> {
-    let b = body(b)?;
     if b.id.as_ref().is_some_and(|x| *x != id) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "`id`: a site's id cannot change"));
     }
